@@ -1,0 +1,144 @@
+"""Combinators: `sequence`, `parallel`, `residual`, `bidirectional`.
+
+Their arguments hold steps, which the resolver has already resolved into `Step.children`; here they
+are wired together. A combinator's build takes the build context, the step and its input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from builder.lazy import layers
+from builder.registry import REQUIRED, Param, StepType, register
+
+Merge = Literal["concat", "add", "multiply", "average", "maximum"]
+_MERGE_LAYERS = {
+    "concat": "Concatenate",
+    "add": "Add",
+    "multiply": "Multiply",
+    "average": "Average",
+    "maximum": "Maximum",
+}
+
+
+def merge(tensors: list, how: str, name: str):
+    """Merges branch outputs; one tensor passes through unchanged."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return getattr(layers, _MERGE_LAYERS[how])(name=name)(tensors)
+
+
+def build_sequence(ctx, step, x):
+    return ctx.build_steps(step.children[0], x)
+
+
+def build_parallel(ctx, step, x):
+    outputs = [ctx.build_steps(branch, x) for branch in step.children]
+    return merge(outputs, step.args["merge"], f"{step.name}_{step.args['merge']}")
+
+
+def build_residual(ctx, step, x):
+    body = ctx.build_steps(step.children[0], x)
+    mode = step.args["shortcut"]
+    if mode == "identity" or (mode == "auto" and tuple(body.shape[1:]) == tuple(x.shape[1:])):
+        shortcut = x
+    elif mode == "auto":
+        stride = _total_stride(x.shape, body.shape, step)
+        conv, bn = step.children[1]
+        conv.args.update(filters=int(body.shape[-1]), strides=stride)
+        shortcut = ctx.build_steps([conv, bn], x)
+    else:
+        shortcut = ctx.build_steps(step.children[1], x)
+    out = merge([shortcut, body], step.args["merge"], f"{step.name}_{step.args['merge']}")
+    if step.args.get("activation"):
+        out = layers.Activation(step.args["activation"], name=f"{step.name}_out")(out)
+    return out
+
+
+def _total_stride(in_shape, out_shape, step) -> int | list[int]:
+    spatial_in, spatial_out = in_shape[1:-1], out_shape[1:-1]
+    if len(spatial_in) != len(spatial_out):
+        raise ValueError(
+            f"residual body changes the rank of its input; give `shortcut` explicitly. "
+            f"Received: input {tuple(in_shape)}, body output {tuple(out_shape)}"
+        )
+    strides = []
+    for a, b in zip(spatial_in, spatial_out, strict=True):
+        if a is None or b is None or b == 0 or a < b:
+            raise ValueError(
+                f"cannot infer the shortcut's stride from input {tuple(in_shape)} to body output "
+                f"{tuple(out_shape)}; give `shortcut` explicitly"
+            )
+        strides.append(-(-a // b))
+    return strides[0] if len(set(strides)) == 1 else strides
+
+
+def build_bidirectional(ctx, step, x):
+    inner = step.children[0][0]
+    entry = ctx.registry_get(inner.type)
+    class_name = entry.extra.get("keras_class", inner.type)
+    rename = entry.extra.get("rename", {})
+    kwargs = {rename.get(k, k): v for k, v in inner.args.items()}
+    recurrent = getattr(layers, class_name)(name=inner.name, **kwargs)
+    return layers.Bidirectional(recurrent, merge_mode=step.args["merge_mode"], name=step.name)(x)
+
+
+def _combinator(
+    name: str, build, params: dict[str, Param], doc: str, primary: str | None = None
+) -> None:
+    register(
+        StepType(
+            name=name,
+            kind="combinator",
+            params=params,
+            build=build,
+            primary=primary,
+            doc=doc,
+            source="blocks.combinators",
+        )
+    )
+
+
+_combinator(
+    "sequence",
+    build_sequence,
+    {"steps": Param("steps", list, REQUIRED)},
+    "A sub-chain of steps with its own naming scope: `sequence: [steps]`.",
+    primary="steps",
+)
+_combinator(
+    "parallel",
+    build_parallel,
+    {"branches": Param("branches", list, REQUIRED), "merge": Param("merge", Merge, "concat")},
+    "Branches that read the same input, merged (`concat` by default): `{branches: [[steps], ...]}`.",
+)
+_combinator(
+    "residual",
+    build_residual,
+    {
+        "body": Param("body", list, REQUIRED),
+        "shortcut": Param("shortcut", Any, "auto"),
+        "merge": Param("merge", Merge, "add"),
+        "activation": Param("activation", str | None, None),
+    },
+    "body + shortcut; `auto` shortcut is identity when shapes match, else 1x1 conv + batch norm.",
+    primary="body",
+)
+_combinator(
+    "bidirectional",
+    build_bidirectional,
+    {
+        "layer": Param("layer", dict, REQUIRED),
+        "merge_mode": Param("merge_mode", Merge | None, "concat"),
+    },
+    "Wraps one recurrent step (`lstm`, `gru`) to read the sequence both ways.",
+    primary="layer",
+)
+
+COMBINATORS = ("sequence", "parallel", "residual", "bidirectional")
+STEP_LIST_ARGS = {
+    "sequence": ("steps",),
+    "parallel": ("branches",),
+    "residual": ("body", "shortcut"),
+    "bidirectional": ("layer",),
+}

@@ -1,0 +1,66 @@
+"""Heads: `aux_classifier` (GoogLeNet) and `classifier` (pool or flatten, then an FC stack)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from builder.lazy import layers
+from builder.registry import register_block
+
+
+@register_block("aux_classifier", primary="classes")
+def aux_classifier(
+    x,
+    *,
+    classes: int,
+    pool_size: int = 5,
+    pool_strides: int = 3,
+    filters: int = 128,
+    units: int = 1024,
+    dropout: float = 0.7,
+    activation: str = "relu",
+    name: str,
+):
+    """GoogLeNet's auxiliary classifier: avg pool 5/3, 1x1 conv 128, FC 1024, dropout 0.7, FC classes.
+
+    Returns logits; the spec's `outputs` entry adds the softmax and the loss weight (0.3 in the
+    paper) and marks it `train_only`. Layers: `{name}_pool`, `{name}_conv`, `{name}_fc`,
+    `{name}_dropout`, `{name}_classifier`.
+    """
+    x = layers.AveragePooling2D(pool_size, strides=pool_strides, name=f"{name}_pool")(
+        x
+    )  # 4x4 at 14x14
+    x = layers.Conv2D(filters, 1, activation=activation, name=f"{name}_conv")(x)
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(units, activation=activation, name=f"{name}_fc")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.Dense(classes, name=f"{name}_classifier")(x)
+
+
+@register_block("classifier", primary="classes")
+def classifier(
+    x,
+    *,
+    classes: int,
+    pool: Literal["avg", "max", "flatten"] = "avg",
+    units: list[int] = (),
+    dropout: float = 0.0,
+    activation: str = "relu",
+    name: str,
+):
+    """Global pooling (or flatten), an FC stack with dropout, then FC `classes` (logits).
+
+    VGG's head is `{pool: flatten, units: [4096, 4096], dropout: 0.5}`. Layers: `{name}_pool`,
+    `{name}_fc1`, `{name}_dropout1`, ..., `{name}_predictions`.
+    """
+    if pool == "flatten":
+        x = layers.Flatten(name=f"{name}_flatten")(x)
+    elif pool == "max":
+        x = layers.GlobalMaxPooling2D(name=f"{name}_pool")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    for index, width in enumerate(units, start=1):
+        x = layers.Dense(width, activation=activation, name=f"{name}_fc{index}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{name}_dropout{index}")(x)
+    return layers.Dense(classes, name=f"{name}_predictions")(x)

@@ -1,0 +1,137 @@
+"""Compile: a `ResolvedSpec` -> a Keras functional model.
+
+Walks the resolved steps, looks each type up in the registry and calls Keras. A Keras error is
+re-raised as a `SpecError` that names the step and where it was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder import registry
+from builder.errors import Problem, SpecError
+from builder.lazy import keras, layers
+from builder.spec import ResolvedSpec, Step
+
+
+@dataclass
+class Built:
+    """A built model and what the builder knows about it.
+
+    Attributes:
+        model: the Keras model; `outputs` is a dict keyed by output name.
+        tensors: the output tensor of every step, by full step name (stage outputs, aux taps).
+        spec: the resolved spec it was built from.
+    """
+
+    model: Any
+    tensors: dict[str, Any] = field(default_factory=dict)
+    spec: ResolvedSpec | None = None
+
+
+class BuildContext:
+    """State while building: step tensors, and the names reserved for outputs."""
+
+    def __init__(self, spec: ResolvedSpec, reserved: set[str]):
+        self.spec = spec
+        self.reserved = reserved
+        self.tensors: dict[str, Any] = {}
+        self.registry_get = registry.get
+
+    def build_steps(self, steps: list[Step], x: Any) -> Any:
+        for step in steps:
+            x = self.build_step(step, x)
+        return x
+
+    def build_step(self, step: Step, x: Any) -> Any:
+        if step.sources is not None:
+            inputs = [self.tensors[name] for name in step.sources]
+            x = inputs[0] if len(inputs) == 1 else inputs
+        try:
+            out = self._call(step, x)
+        except SpecError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # Keras raises ValueError, TypeError, ... for shape problems
+            raise SpecError(
+                Problem(f"Keras refused this step: {_first_lines(e)}", step.path, step.mark)
+            ) from e
+        self.tensors[step.name] = out
+        return out
+
+    def _call(self, step: Step, x: Any) -> Any:
+        if step.block is not None:
+            return self.build_steps(step.children[0], x)
+        entry = registry.get(step.type)
+        if entry.kind == "combinator":
+            return entry.build(self, step, x)
+        if entry.multi_input and not isinstance(x, list):
+            raise ValueError(f"`{step.type}` merges several tensors: give them with `from: [a, b]`")
+        name = f"{step.name}_{step.type}" if step.name in self.reserved else step.name
+        if entry.kind == "keras":
+            return getattr(layers, step.type)(name=name, **step.args)(x)
+        return entry.build(x, name=name, **step.args)
+
+
+def compile_spec(spec: ResolvedSpec, inference: bool = False) -> Built:
+    """Builds the Keras model of a resolved spec.
+
+    Args:
+        spec: the resolved spec.
+        inference: drop the outputs marked `train_only` (GoogLeNet's auxiliary heads).
+
+    Returns:
+        The model, with every step's output tensor.
+    """
+    reserved = {out.name for out in spec.outputs}
+    ctx = BuildContext(spec, reserved)
+    inputs = {}
+    for spec_input in spec.inputs:
+        tensor = keras.Input(shape=spec_input.shape, dtype=spec_input.dtype, name=spec_input.name)
+        inputs[spec_input.name] = tensor
+        ctx.tensors[spec_input.name] = tensor
+    x = next(iter(inputs.values()))
+    ctx.build_steps(spec.network, x)
+    outputs = {}
+    for out in spec.outputs:
+        if inference and out.train_only:
+            continue
+        # Outputs compute in float32 under mixed precision (the Keras mixed-precision guide).
+        layer = layers.Activation(out.activation or "linear", dtype="float32", name=out.name)
+        outputs[out.name] = layer(ctx.tensors[out.source])
+    model_inputs = x if len(inputs) == 1 else inputs
+    try:
+        model = keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name)
+    except ValueError as e:
+        raise SpecError(Problem(f"Keras refused the model: {_first_lines(e)}", "network")) from e
+    return Built(model=model, tensors=ctx.tensors, spec=spec)
+
+
+def build_model(
+    spec: Any,
+    overrides: dict[str, Any] | None = None,
+    inference: bool = False,
+) -> Any:
+    """Builds a Keras model from a spec.
+
+    Args:
+        spec: a zoo name (`resnet50`), a path, a parsed mapping or a `ResolvedSpec`.
+        overrides: dotted keys to values applied before validation, as `--set` does.
+        inference: drop the `train_only` outputs.
+
+    Returns:
+        A `keras.Model` whose outputs are a dict keyed by output name.
+
+    Example:
+        >>> model = build_model("resnet50", overrides={"vars.classes": 10, "input": [64, 64, 3]})  # doctest: +SKIP
+    """
+    from builder.resolve import resolve_spec
+
+    return compile_spec(resolve_spec(spec, overrides), inference=inference).model
+
+
+def _first_lines(error: Exception, limit: int = 400) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,240 @@
+"""A small, whitelisted evaluator for `${...}` expressions.
+
+Specs are untrusted: no `eval`. The expression is parsed with `ast` and walked here; only arithmetic,
+comparisons, boolean logic, conditional expressions, names from the environment and a fixed set of
+functions are allowed. Sizes are bounded so that `${10 ** 10 ** 10}` is refused, not computed.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MAX_EXPRESSION_CHARS = 500
+MAX_NODES = 200
+MAX_NUMBER = 10**15  # far beyond any width, depth or size a network uses
+
+_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_EXPR = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+
+
+class ExpressionError(ValueError):
+    """An expression is malformed, uses something not allowed, or is too large."""
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """The MobileNet rounding: nearest multiple of `divisor`, never more than 10% below `value`."""
+    if divisor <= 0:
+        raise ExpressionError(
+            f"make_divisible needs a positive divisor. Received: divisor={divisor}"
+        )
+    min_value = divisor if min_value is None else min_value
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return int(new)
+
+
+def _round(value, ndigits=None):
+    return round(value) if ndigits is None else round(value, ndigits)
+
+
+FUNCTIONS = {
+    "min": min,
+    "max": max,
+    "round": _round,
+    "int": int,
+    "float": float,
+    "ceil": math.ceil,
+    "floor": math.floor,
+    "abs": abs,
+    "make_divisible": make_divisible,
+}
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
+
+def reference(value: Any) -> tuple[str, str] | None:
+    """('name', n) for `$n`, ('expr', e) for `${e}`, None for anything else."""
+    if not isinstance(value, str) or not value.startswith("$"):
+        return None
+    match = _REF.match(value)
+    if match:
+        return "name", match.group(1)
+    match = _EXPR.match(value)
+    if match:
+        return "expr", match.group(1)
+    return None
+
+
+def evaluate(text: str, env: Mapping[str, Any]) -> Any:
+    """Evaluates one expression over `env`.
+
+    Args:
+        text: the expression, without `${` `}`.
+        env: names usable in it (vars, block arguments, `i`).
+
+    Returns:
+        The value.
+
+    Example:
+        >>> evaluate("max(1, round(3 * depth))", {"depth": 0.5})
+        2
+    """
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"expression longer than {MAX_EXPRESSION_CHARS} characters. Received: {len(text)} characters"
+        )
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ExpressionError(f"invalid expression syntax ({e.msg}). Received: ${{{text}}}") from e
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_NODES:
+        raise ExpressionError(f"expression has more than {MAX_NODES} parts. Received: {nodes}")
+    return _Evaluator(env, text).visit(tree.body)
+
+
+class _Evaluator:
+    def __init__(self, env: Mapping[str, Any], text: str):
+        self.env = env
+        self.text = text
+
+    def fail(self, what: str) -> ExpressionError:
+        return ExpressionError(f"{what} is not allowed in expressions. Received: ${{{self.text}}}")
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ExpressionError(
+                    f"expression is not a finite number. Received: ${{{self.text}}}"
+                )
+            if abs(value) > MAX_NUMBER:
+                raise ExpressionError(
+                    f"expression value exceeds {MAX_NUMBER:.0e}. Received: ${{{self.text}}}"
+                )
+            return value
+        if isinstance(value, (list, tuple)):
+            return value
+        raise self.fail(f"a value of type {type(value).__name__}")
+
+    def visit(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, (int, float, str, bool)) or node.value is None:
+                return self.check(node.value)
+            raise self.fail(f"the constant {node.value!r}")
+        if isinstance(node, ast.Name):
+            if node.id.startswith("__"):
+                raise self.fail(f"the name `{node.id}`")
+            if node.id in self.env:
+                return self.env[node.id]
+            if node.id in ("True", "False", "None"):
+                return {"True": True, "False": False, "None": None}[node.id]
+            from builder.errors import did_you_mean
+
+            hint = did_you_mean(node.id, list(self.env))
+            raise ExpressionError(
+                f"unknown name `{node.id}` in expression.{hint} Received: ${{{self.text}}}"
+            )
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = self.visit(node.left), self.visit(node.right)
+            self.number(left), self.number(right)
+            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_NUMBER):
+                raise ExpressionError(
+                    f"exponent too large (at most 64). Received: ${{{self.text}}}"
+                )
+            if isinstance(node.op, ast.Mult) and abs(left) * abs(right) > MAX_NUMBER:
+                raise ExpressionError(
+                    f"expression value exceeds {MAX_NUMBER:.0e}. Received: ${{{self.text}}}"
+                )
+            try:
+                return self.check(_BINARY[type(node.op)](left, right))
+            except ZeroDivisionError as e:
+                raise ExpressionError(f"division by zero. Received: ${{{self.text}}}") from e
+            except OverflowError as e:
+                raise ExpressionError(f"number too large. Received: ${{{self.text}}}") from e
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return self.check(_UNARY[type(node.op)](self.visit(node.operand)))
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                value = True
+                for item in node.values:
+                    value = self.visit(item)
+                    if not value:
+                        return value
+                return value
+            value = False
+            for item in node.values:
+                value = self.visit(item)
+                if value:
+                    return value
+            return value
+        if isinstance(node, ast.Compare):
+            left = self.visit(node.left)
+            for op, comparator in zip(node.ops, node.comparators, strict=True):
+                if type(op) not in _COMPARE:
+                    raise self.fail(f"the operator {type(op).__name__}")
+                right = self.visit(comparator)
+                try:
+                    if not _COMPARE[type(op)](left, right):
+                        return False
+                except TypeError as e:
+                    raise ExpressionError(
+                        f"cannot compare {left!r} and {right!r}. Received: ${{{self.text}}}"
+                    ) from e
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                name = node.func.id if isinstance(node.func, ast.Name) else "this"
+                raise ExpressionError(
+                    f"calling `{name}` is not allowed in expressions; allowed functions: "
+                    f"{', '.join(FUNCTIONS)}. Received: ${{{self.text}}}"
+                )
+            if node.keywords:
+                raise self.fail("a keyword argument")
+            args = [self.visit(a) for a in node.args]
+            try:
+                return self.check(FUNCTIONS[node.func.id](*args))
+            except ExpressionError:
+                raise
+            except (TypeError, ValueError, OverflowError) as e:
+                raise ExpressionError(f"{node.func.id}(): {e}. Received: ${{{self.text}}}") from e
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [self.visit(e) for e in node.elts]
+        if isinstance(node, ast.Attribute):
+            raise self.fail("attribute access")
+        if isinstance(node, ast.Subscript):
+            raise self.fail("subscripting")
+        raise self.fail(f"`{type(node).__name__}`")
+
+    def number(self, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ExpressionError(
+                f"arithmetic on a non-number ({value!r}). Received: ${{{self.text}}}"
+            )

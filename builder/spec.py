@@ -1,0 +1,111 @@
+"""Resolved spec objects: what the resolver hands to the compiler, the trainer and the tuner.
+
+Everything here is plain, typed and final: vars and expressions are evaluated, `defaults` applied,
+`repeat` expanded, user blocks inlined, search spaces replaced by concrete values. Nothing in this
+module imports Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.errors import Mark
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: `shape` without the batch dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+@dataclass
+class Step:
+    """One resolved step.
+
+    Attributes:
+        type: the registered step type (`conv`, `inception`, `parallel`, `Conv2DTranspose`, ...).
+        name: the full scoped name; Keras layer names of this step start with it.
+        args: keyword arguments, defaults applied, values concrete.
+        sources: names of the steps/inputs it reads; `None` means the previous step.
+        children: for combinators, the nested step lists (`sequence`: one list; `parallel`: one per
+            branch; `residual`: `[body]` or `[body, shortcut]`; user blocks: one list, the body).
+        block: for an inlined user block, the block's name (the step's `type` is then `sequence`).
+        path: the spec path, for messages (`network[7].inception`).
+        mark: where the step was written.
+    """
+
+    type: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    sources: list[str] | None = None
+    children: list[list[Step]] = field(default_factory=list)
+    block: str | None = None
+    path: str = ""
+    mark: Mark | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One model output, read from step `source`."""
+
+    name: str
+    source: str
+    activation: str | None = None
+    loss: Any = None
+    loss_weight: float = 1.0
+    metrics: tuple[Any, ...] = ()
+    train_only: bool = False
+
+
+@dataclass(frozen=True)
+class HyperParameter:
+    """A search space found in the spec, by its hyperparameter name."""
+
+    name: str
+    kind: str  # int | float | choice | bool
+    options: dict[str, Any]
+    path: str
+    value: Any  # the value used in this resolution
+    parent: tuple[str, tuple[Any, ...]] | None = None  # (choice name, values) it is conditional on
+
+
+@dataclass
+class ResolvedSpec:
+    """A spec ready to compile.
+
+    Attributes:
+        name: model name.
+        description: free text.
+        inputs: the model's inputs, in order.
+        network: the top-level steps.
+        outputs: the model's outputs, in the order written.
+        defaults: resolved per-type defaults (the compiler applies them to steps it synthesises,
+            such as a residual's projection shortcut).
+        train: the `train` section with values concrete ({} if absent).
+        tune: the `tune` section ({} if absent).
+        hyperparameters: the search spaces met while resolving, with the values chosen.
+        document: the merged source document (after `extends`, `imports`, `--set`), for `render`.
+        file: the spec's file, or a description of where it came from.
+    """
+
+    name: str
+    description: str
+    inputs: list[InputSpec]
+    network: list[Step]
+    outputs: list[OutputSpec]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: list[HyperParameter] = field(default_factory=list)
+    document: dict[str, Any] = field(default_factory=dict)
+    file: str = "<spec>"
+
+    def output(self, name: str) -> OutputSpec:
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(name)

@@ -1,0 +1,160 @@
+"""Numbers about a built model: per step (output shape, neurons, parameters, multiply-adds) and totals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from builder.compile import Built
+
+_CONV_CLASSES = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
+    "Conv1DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "SeparableConv1D",
+)
+_FC_CLASSES = ("Dense", "EinsumDense")
+
+
+@dataclass
+class StepStats:
+    name: str
+    type: str
+    shape: tuple
+    neurons: int
+    params: int
+    conv_params: int = 0
+    fc_params: int = 0
+    madds: int = 0
+    layers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelStats:
+    name: str
+    steps: list[StepStats]
+    params: int
+    trainable: int
+    conv_params: int
+    fc_params: int
+    madds: int
+    depth: int
+    layers: int
+
+
+def _params(layer) -> int:
+    return int(sum(math.prod(w.shape) for w in layer.weights))
+
+
+def layer_madds(layer) -> int:
+    """Multiply-adds of one call of `layer` (weights times the positions they are applied at)."""
+    try:
+        out_shape = layer.output.shape
+        in_shape = layer.input.shape if not isinstance(layer.input, list) else None
+    except (AttributeError, ValueError):
+        return 0
+    cls = type(layer).__name__
+    positions = math.prod(d or 1 for d in out_shape[1:-1]) if len(out_shape) > 2 else 1
+    if cls == "SeparableConv2D":
+        return int(
+            math.prod(layer.depthwise_kernel.shape) * positions
+            + math.prod(layer.pointwise_kernel.shape) * positions
+        )
+    if cls.endswith("Transpose") and in_shape is not None:
+        return int(math.prod(layer.kernel.shape) * math.prod(d or 1 for d in in_shape[1:-1]))
+    if cls in ("DepthwiseConv2D", "DepthwiseConv1D"):
+        return int(math.prod(layer.kernel.shape) * positions)
+    if cls in ("LSTM", "GRU", "SimpleRNN") and in_shape is not None:
+        cell = layer.cell
+        steps = in_shape[1] or 1
+        return int((math.prod(cell.kernel.shape) + math.prod(cell.recurrent_kernel.shape)) * steps)
+    kernel = getattr(layer, "kernel", None)
+    if kernel is not None and hasattr(kernel, "shape"):
+        return int(math.prod(kernel.shape) * positions)
+    return 0
+
+
+def _kind(layer) -> str:
+    cls = type(layer).__name__
+    if cls in _CONV_CLASSES:
+        return "conv"
+    if cls in _FC_CLASSES:
+        return "fc"
+    return "other"
+
+
+def depth(model) -> int:
+    """Layers with weights (convolutions, FC) on the longest path from an input to an output."""
+    memo: dict[int, int] = {}
+
+    def layer_depth(layer) -> int:
+        key = id(layer)
+        if key in memo:
+            return memo[key]
+        memo[key] = 0
+        best = 0
+        for node in getattr(layer, "_inbound_nodes", []):
+            for parent in node.parent_nodes:
+                best = max(best, layer_depth(parent.operation))
+        own = 1 if _kind(layer) in ("conv", "fc") else 0
+        memo[key] = best + own
+        return memo[key]
+
+    outputs = model.outputs if isinstance(model.outputs, list) else list(model.outputs)
+    return max((layer_depth(t._keras_history[0]) for t in outputs), default=0)
+
+
+def stats(built: Built) -> ModelStats:
+    """Per-step and total numbers for a built model."""
+    model, spec = built.model, built.spec
+    top = [(s.name, s.type) for s in spec.network]
+    prefixes = sorted((name for name, _ in top), key=len, reverse=True)
+    per_step = {name: StepStats(name, kind, (), 0, 0) for name, kind in top}
+    for layer in model.layers:
+        owner = next(
+            (p for p in prefixes if layer.name == p or layer.name.startswith(p + "_")), None
+        )
+        if owner is None:
+            continue
+        entry = per_step[owner]
+        params = _params(layer)
+        entry.params += params
+        kind = _kind(layer)
+        if kind == "conv":
+            entry.conv_params += params
+        elif kind == "fc":
+            entry.fc_params += params
+        entry.madds += layer_madds(layer)
+        entry.layers.append(layer.name)
+    for name, entry in per_step.items():
+        tensor = built.tensors.get(name)
+        if tensor is not None:
+            entry.shape = tuple(tensor.shape[1:])
+            entry.neurons = math.prod(d or 1 for d in entry.shape)
+    steps = list(per_step.values())
+    trainable = int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    return ModelStats(
+        name=spec.name,
+        steps=steps,
+        params=int(model.count_params()),
+        trainable=trainable,
+        conv_params=sum(s.conv_params for s in steps),
+        fc_params=sum(s.fc_params for s in steps),
+        madds=sum(s.madds for s in steps),
+        depth=depth(model),
+        layers=len(model.layers),
+    )
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))

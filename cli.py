@@ -1,0 +1,285 @@
+"""The `blockspec` command line.
+
+A refused spec prints its problems, without a traceback, and exits 2. `validate`, `render` and
+`list` never import TensorFlow, so they answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from builder.errors import SpecError
+from builder.load import Limits, parse_override
+
+EXAMPLES = {
+    "validate": "blockspec validate specs/googlenet.yaml my_net.yaml",
+    "build": "blockspec build resnet50 --set vars.classes=10 --set input=[64,64,3] --save r50.keras",
+    "summary": "blockspec summary alexnet vgg16 googlenet resnet50",
+    "render": "blockspec render googlenet --set vars.classes=10",
+    "list": "blockspec list",
+    "train": "blockspec train digits_googlenet --set train.epochs=2 --out runs/try1",
+    "evaluate": "blockspec evaluate runs/digits_googlenet --tta flip,crops",
+    "tune": "blockspec tune specs/examples/digits_tune.yaml --out runs/tune1",
+    "schema": "blockspec schema > blockspec.schema.json",
+    "plot": "blockspec plot googlenet -o googlenet.png",
+    "diff": "blockspec diff resnet50 resnet101",
+    "init": "blockspec init my_net.yaml --from resnet18",
+    "bench": "blockspec bench resnet50 --batch 64 --steps 20",
+}
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, value = parse_override(item)
+        out[key] = value
+    return out
+
+
+def _limits(items: list[str] | None) -> Limits:
+    limits = Limits()
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not hasattr(limits, key) or not value.isdigit():
+            names = ", ".join(limits.__dataclass_fields__)
+            raise SpecError(f"--limit takes NAME=INTEGER, NAME one of {names}. Received: {item!r}")
+        setattr(limits, key, int(value))
+    return limits
+
+
+def _spec_args(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    parser.add_argument(
+        "spec", nargs="+" if many else None, help="a spec file or a zoo name (see `blockspec list`)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a dotted key; VALUE is YAML (repeatable)",
+    )
+    parser.add_argument(
+        "--limit",
+        action="append",
+        metavar="NAME=N",
+        help="raise a safety limit, e.g. max_steps=50000",
+    )
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def cmd_validate(args) -> int:
+    from builder.resolve import resolve_spec
+
+    failed = 0
+    limits = _limits(args.limit)
+    for spec in args.spec:
+        try:
+            resolved = resolve_spec(spec, _overrides(args.set), limits=limits)
+        except SpecError as e:
+            failed += 1
+            print(f"FAIL {spec}: {e}", file=sys.stderr)
+            continue
+        steps = _count_steps(resolved.network)
+        spaces = (
+            f", {len(resolved.hyperparameters)} search spaces" if resolved.hyperparameters else ""
+        )
+        print(f"ok   {spec}: {steps} steps, {len(resolved.outputs)} outputs{spaces}")
+    return 2 if failed else 0
+
+
+def _count_steps(steps) -> int:
+    return sum(1 + sum(_count_steps(c) for c in s.children) for s in steps)
+
+
+def _build(spec: str, args, inference: bool = False):
+    _quiet_tensorflow()
+    from builder.compile import compile_spec
+    from builder.resolve import resolve_spec
+
+    resolved = resolve_spec(spec, _overrides(args.set), limits=_limits(args.limit))
+    return compile_spec(resolved, inference=inference)
+
+
+def cmd_build(args) -> int:
+    built = _build(args.spec, args, inference=args.inference)
+    built.model.summary(line_length=min(120, max(80, _columns())))
+    if args.save:
+        built.model.save(args.save)
+        print(f"saved {args.save}")
+    return 0
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def cmd_summary(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from builder.summary import human, stats
+
+    console = Console(width=max(80, _columns()))
+    all_stats = [stats(_build(spec, args)) for spec in args.spec]
+    if len(all_stats) == 1:
+        s = all_stats[0]
+        table = Table(title=f"{s.name}", show_lines=False)
+        for column in ("step", "type", "output shape", "neurons", "params", "mult-adds"):
+            table.add_column(
+                column, justify="left" if column in ("step", "type", "output shape") else "right"
+            )
+        for step in s.steps:
+            shape = "x".join(str(d) for d in step.shape)
+            table.add_row(
+                step.name,
+                step.type,
+                shape,
+                f"{step.neurons:,}",
+                f"{step.params:,}",
+                human(step.madds),
+            )
+        console.print(table)
+    table = Table(title="totals" if len(all_stats) == 1 else "side by side")
+    table.add_column("")
+    for s in all_stats:
+        table.add_column(s.name, justify="right")
+    rows = [
+        ("parameters", lambda s: f"{s.params:,}"),
+        ("trainable", lambda s: f"{s.trainable:,}"),
+        ("conv parameters", lambda s: f"{s.conv_params:,}"),
+        ("FC parameters", lambda s: f"{s.fc_params:,}"),
+        ("FC / conv", lambda s: f"{s.fc_params / s.conv_params:.2f}x" if s.conv_params else "-"),
+        ("multiply-adds", lambda s: human(s.madds)),
+        ("depth (conv+FC)", lambda s: str(s.depth)),
+        ("Keras layers", lambda s: str(s.layers)),
+    ]
+    for label, fn in rows:
+        table.add_row(label, *[fn(s) for s in all_stats])
+    console.print(table)
+    return 0
+
+
+def cmd_render(args) -> int:
+    from builder.render import render
+    from builder.resolve import resolve_spec
+
+    print(render(resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))), end="")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from builder import registry
+    from builder.load import SPECS_DIR, parse_yaml, read_text
+
+    console = Console(width=max(80, _columns()))
+    table = Table(title="zoo specs")
+    table.add_column("name")
+    table.add_column("description")
+    for path in [
+        *sorted(SPECS_DIR.glob("*.yaml")),
+        *sorted((SPECS_DIR / "examples").glob("*.yaml")),
+    ]:
+        try:
+            data = parse_yaml(read_text(path), str(path)).data or {}
+        except SpecError:
+            data = {}
+        text = " ".join(str(data.get("description", "")).split())
+        table.add_row(path.stem, text[:110])
+    console.print(table)
+    table = Table(title="step types")
+    table.add_column("type")
+    table.add_column("kind")
+    table.add_column("does")
+    for name, entry in sorted(registry.all_types().items(), key=lambda kv: (kv[1].kind, kv[0])):
+        table.add_row(name, entry.kind, entry.summary_line())
+    console.print(table)
+    console.print("Any keras.layers class works too, by its exact name (e.g. Conv2DTranspose).")
+    return 0
+
+
+def cmd_train(args) -> int:
+    _quiet_tensorflow()
+    from training.commands import train_command
+
+    return train_command(args.spec, _overrides(args.set), args.out, args.resume)
+
+
+def cmd_evaluate(args) -> int:
+    _quiet_tensorflow()
+    from training.commands import evaluate_command
+
+    tta = [t for t in args.tta.split(",") if t] if args.tta else None
+    return evaluate_command(args.run_dir, tta)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blockspec",
+        description="Declarative architecture builder for Keras 3: YAML specs of reusable blocks -> Keras models.",
+        epilog="Example: blockspec validate specs/googlenet.yaml",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, fn):
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=f"Example: {EXAMPLES[name]}"
+        )
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("validate", "load and check specs; print every error; exit 2 on any", cmd_validate)
+    _spec_args(p, many=True)
+    p = command("build", "build a spec and print the Keras summary; optionally save it", cmd_build)
+    _spec_args(p)
+    p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
+    p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
+    p = command(
+        "summary",
+        "per step: output shape, neurons, parameters, multiply-adds; several specs side by side",
+        cmd_summary,
+    )
+    _spec_args(p, many=True)
+    p = command(
+        "render",
+        "print the resolved spec as YAML (extends, imports, vars, defaults applied)",
+        cmd_render,
+    )
+    _spec_args(p)
+    command("list", "list the zoo specs and step types", cmd_list)
+    p = command("train", "fit a spec as its `train` section says", cmd_train)
+    _spec_args(p)
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
+    )
+    p = command("evaluate", "evaluate a run, with and without test-time augmentation", cmd_evaluate)
+    p.add_argument("run_dir", metavar="DIR")
+    p.add_argument("--tta", metavar="LIST", help="comma-separated: flip, crops")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
