@@ -6,6 +6,7 @@ re-raised as a `SpecError` that names the step and where it was written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,5 +134,7 @@ def build_model(
 
 
 def _first_lines(error: Exception, limit: int = 400) -> str:
-    text = " ".join(str(error).split())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras bolds parts of its messages
+    text = text.split("Arguments received by")[0]
+    text = " ".join(text.split()).replace("Exception encountered when calling ", "in ")
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -732,7 +732,7 @@ class _Resolver:
                     self.error(path, f"missing required argument `{key}` for `{entry.name}`")
                 continue
             value = args[key]
-            if value is INVALID or _contains_invalid(value):
+            if value is param.default or value is INVALID or _contains_invalid(value):
                 continue
             problem = registry.check_value(key, value, param.annotation)
             if problem:
