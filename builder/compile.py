@@ -102,7 +102,7 @@ def compile_spec(spec: ResolvedSpec, inference: bool = False) -> Built:
         # Outputs compute in float32 under mixed precision (the Keras mixed-precision guide).
         layer = layers.Activation(out.activation or "linear", dtype="float32", name=out.name)
         outputs[out.name] = layer(ctx.tensors[out.source])
-    model_inputs = x if len(inputs) == 1 else inputs
+    model_inputs = x if len(inputs) == 1 else list(inputs.values())  # declared order
     try:
         model = keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name)
     except ValueError as e:

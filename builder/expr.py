@@ -40,7 +40,12 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 
 def _round(value, ndigits=None):
-    return round(value) if ndigits is None else round(value, ndigits)
+    if ndigits is None:
+        return round(value)
+    # round(5, -10**7) computes 10**(10**7): bound the digits so that it cannot hang.
+    if isinstance(ndigits, bool) or not isinstance(ndigits, int) or abs(ndigits) > 16:
+        raise ExpressionError(f"round() takes ndigits between -16 and 16. Received: {ndigits!r}")
+    return round(value, ndigits)
 
 
 FUNCTIONS = {
@@ -177,7 +182,10 @@ class _Evaluator:
             except OverflowError as e:
                 raise ExpressionError(f"number too large. Received: ${{{self.text}}}") from e
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return self.check(_UNARY[type(node.op)](self.visit(node.operand)))
+            operand = self.visit(node.operand)
+            if not isinstance(node.op, ast.Not):
+                self.number(operand)  # `-'a'` is a TypeError in Python
+            return self.check(_UNARY[type(node.op)](operand))
         if isinstance(node, ast.BoolOp):
             if isinstance(node.op, ast.And):
                 value = True

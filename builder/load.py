@@ -80,15 +80,12 @@ _FLOAT = re.compile(
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2-style numbers and booleans and bounded depth and size."""
+class _Bounded(yaml.composer.Composer):
+    """The composer, with bounded depth and size."""
 
     limits: Limits = DEFAULT_LIMITS
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
+    _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent, index):
         self._depth += 1
@@ -107,6 +104,10 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
+class _Loader(_Bounded, yaml.SafeLoader):
+    """Safe loader with YAML 1.2-style numbers and booleans and bounded depth and size."""
+
+
 _Loader.yaml_implicit_resolvers = {
     key: [
         (tag, regexp)
@@ -117,6 +118,29 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
+
+try:  # libyaml scans and parses 5-10x faster than PyYAML's pure-Python reader and scanner
+    from yaml.cyaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+
+if _CParser is not None:
+
+    class _FastLoader(
+        _Bounded, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """`_Loader` with libyaml's events; composing (and its bounds) stays in Python."""
+
+        yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+        def __init__(self, stream):
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+else:
+    _FastLoader = None
 
 
 class _LimitExceeded(Exception):
@@ -148,10 +172,14 @@ def parse_yaml(text: str, file: str = "<spec>", limits: Limits = DEFAULT_LIMITS)
     """
     if "\x00" in text:
         raise SpecError(Problem("not a text file (it contains NUL bytes)", mark=Mark(file, 1, 1)))
-    loader_cls = type("_BoundLoader", (_Loader,), {"limits": limits})
-    loader = loader_cls(text)
     try:
-        node = loader.get_single_node()
+        try:
+            loader, node = _compose(_FastLoader or _Loader, text, limits)
+        except (yaml.YAMLError, UnicodeError):
+            if _FastLoader is None:
+                raise
+            # libyaml words its errors differently: report what the pure-Python parser says.
+            loader, node = _compose(_Loader, text, limits)
     except _LimitExceeded as e:
         raise SpecError(
             Problem(f"{e.message}: refused (limit).", mark=_mark(file, e.yaml_mark))
@@ -162,8 +190,6 @@ def parse_yaml(text: str, file: str = "<spec>", limits: Limits = DEFAULT_LIMITS)
         raise SpecError(Problem(f"YAML syntax error: {what}", mark=_mark(file, where))) from None
     except yaml.YAMLError as e:
         raise SpecError(Problem(f"YAML error: {e}", mark=Mark(file, 1, 1))) from None
-    finally:
-        loader.dispose()
     doc = Document(data=None, file=file)
     if node is None:
         return doc
@@ -171,6 +197,15 @@ def parse_yaml(text: str, file: str = "<spec>", limits: Limits = DEFAULT_LIMITS)
     doc.data = converter.convert(node, (), 0)
     doc.marks[()] = _mark(file, node.start_mark)
     return doc
+
+
+def _compose(base: type, text: str, limits: Limits):
+    """(loader, root node) of `text`, read with `base` bound to `limits`."""
+    loader = type("_BoundLoader", (base,), {"limits": limits})(text)
+    try:
+        return loader, loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 def _mark(file: str, yaml_mark) -> Mark:
@@ -214,6 +249,11 @@ class _Converter:
                 return self.loader.construct_object(node, deep=True)
             except yaml.YAMLError as e:
                 raise self.fail(f"invalid value: {getattr(e, 'problem', e)}", node, path) from None
+            except (ValueError, KeyError):  # `!!int abc`, `!!bool maybe`, an int of 5000 digits
+                kind = node.tag.rsplit(":", 1)[-1]
+                raise self.fail(
+                    f"invalid value: not a valid {kind}. Received: {_clip(node.value)}", node, path
+                ) from None
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
                 raise self.fail(
@@ -415,6 +455,11 @@ def _apply_imports(
             )
         )
     own_blocks = doc.data.get("blocks") or {}
+    if not isinstance(own_blocks, dict):
+        own_blocks = {}  # the resolver reports `blocks` itself; keep it for that
+        keep_own = False
+    else:
+        keep_own = True
     merged_blocks: dict[str, Any] = {}
     problems = []
     for index, ref in enumerate(imports):
@@ -425,7 +470,18 @@ def _apply_imports(
             problems.append(Problem(str(e), f"imports[{index}]", where))
             continue
         other = _load_file(path, limits, stack)
-        for name, body in (other.data.get("blocks") or {}).items():
+        other_blocks = other.data.get("blocks") or {}
+        if not isinstance(other_blocks, dict):
+            problems.append(
+                Problem(
+                    f"`blocks` of an imported spec must map block names to {{args, body}}. "
+                    f"Received: {_clip(repr(other_blocks))}",
+                    "blocks",
+                    other.mark(("blocks",)),
+                )
+            )
+            continue
+        for name, body in other_blocks.items():
             if name in merged_blocks or name in own_blocks:
                 problems.append(
                     Problem(
@@ -441,11 +497,8 @@ def _apply_imports(
                     doc.marks[mpath] = mark
     if problems:
         raise SpecError(problems)
-    if merged_blocks:
-        doc.data["blocks"] = {
-            **merged_blocks,
-            **(own_blocks if isinstance(own_blocks, dict) else {}),
-        }
+    if merged_blocks and keep_own:
+        doc.data["blocks"] = {**merged_blocks, **own_blocks}
     doc.data.pop("imports", None)
     return doc
 
@@ -551,3 +604,9 @@ def _kind(value: Any) -> str:
         float: "number",
         bool: "boolean",
     }.get(type(value), type(value).__name__)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """`text` for a message, cut to `limit` characters (a 5,000-digit number stays readable)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

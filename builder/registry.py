@@ -140,7 +140,7 @@ def get(name: str) -> StepType | None:
     if name in _REGISTRY:
         return _REGISTRY[name]
     table = keras_layer_table()
-    if name in table:
+    if name in table and name not in REFUSED_KERAS:
         entry = StepType(
             name=name,
             kind="keras",
@@ -153,6 +153,26 @@ def get(name: str) -> StepType | None:
         _REGISTRY[name] = entry
         return entry
     return None
+
+
+# `keras.layers` classes a spec may not name: they run Python or load files (a spec is data, and
+# a saved model must load with `safe_mode=True`), or they are not steps.
+REFUSED_KERAS = {
+    "Lambda": "it runs Python code",
+    "TFSMLayer": "it loads a SavedModel from disk",
+    "JaxLayer": "it wraps Python code",
+    "FlaxLayer": "it wraps Python code",
+    "TorchModuleWrapper": "it wraps Python code",
+    "Layer": "it is the abstract base class",
+    "Wrapper": "it is an abstract base class",
+    "InputLayer": "inputs come from `input`/`inputs`",
+}
+
+
+def refused(name: Any) -> str | None:
+    """Why `name`, a `keras.layers` class, cannot be a step; None if it is not refused."""
+    reason = REFUSED_KERAS.get(name) if isinstance(name, str) else None
+    return f"`{name}` cannot be used in a spec: {reason}" if reason else None
 
 
 def all_types() -> dict[str, StepType]:

@@ -80,6 +80,17 @@ class _Scope:
     hp: str
     names: dict[str, str] = field(default_factory=dict)
     parent: _Scope | None = None
+    broken: set[str] = field(default_factory=set)  # steps refused here: no cascade on their use
+
+    def is_broken(self, name: Any) -> bool:
+        if not isinstance(name, str):
+            return False
+        scope = self
+        while scope is not None:
+            if name in scope.broken:
+                return True
+            scope = scope.parent
+        return False
 
     def lookup(self, name: str) -> str | None:
         scope = self
@@ -116,8 +127,10 @@ class _Resolver:
         self.block_stack: list[str] = []
         self.context: list[str] = []
         self.vars: dict[str, Any] = {}
+        self.vars_broken = False  # `vars` was refused: unknown `$names` are its echo, not news
         self.defaults: dict[str, dict[str, Any]] = {}
         self.blocks: dict[str, dict] = {}
+        self.broken_blocks: set[str] = set()  # refused definitions: their uses add nothing new
 
     # ------------------------------------------------------------------ reporting
     def error(self, path: tuple, message: str) -> None:
@@ -158,7 +171,7 @@ class _Resolver:
         version = data.get("spec")
         if "spec" not in data:
             self.error((), "missing required key `spec` (the language version: write `spec: 1`)")
-        elif version != SPEC_VERSION:
+        elif type(version) is not int or version != SPEC_VERSION:  # `true` and `1.0` equal 1
             self.error(
                 ("spec",),
                 f"unsupported spec version; this blockspec reads version {SPEC_VERSION}. Received: spec={version!r}",
@@ -226,16 +239,22 @@ class _Resolver:
             if kind == "name":
                 if text in env:
                     return env[text]
+                if self.vars_broken:
+                    return INVALID
                 self.error(
                     path, f"unknown name `${text}`.{did_you_mean(text, list(env))} Received: {raw}"
                 )
                 return INVALID
-            if any(v is INVALID for v in env.values()):
+            broken = {k for k, v in env.items() if v is INVALID}
+            if broken:
                 env = {k: v for k, v in env.items() if v is not INVALID}
             try:
                 return evaluate(text, env)
             except ExpressionError as e:
-                self.error(path, str(e))
+                unknown = str(e).startswith("unknown name `")
+                echo = self.vars_broken or any(re.search(rf"\b{k}\b", text) for k in broken)
+                if not (unknown and echo):  # else: a refused var's problem, already reported
+                    self.error(path, str(e))
                 return INVALID
         if isinstance(raw, dict):
             if is_space(raw):
@@ -293,6 +312,7 @@ class _Resolver:
             self.error(
                 ("vars",), f"`vars` must be a mapping of names to values. Received: {_short(raw)}"
             )
+            self.vars_broken = True
             return
         for key, value in raw.items():
             if not isinstance(key, str) or not _NAME.match(key) or key in RESERVED_NAMES:
@@ -437,6 +457,8 @@ class _Resolver:
                 ok = False
             if ok:
                 self.blocks[name] = block
+            else:
+                self.broken_blocks.add(name)
 
     def resolve_defaults(self, raw: Any) -> None:
         if raw is None:
@@ -518,13 +540,22 @@ class _Resolver:
             # `inception_4a_parallel_b2_conv`.
             collapse = len(raw) == 1 and scope.prefix and kind in _COLLAPSIBLE and local == kind
             steps = self.resolve_step(item, (*path, index), scope, env, local, collapse)
+            if not steps and isinstance(local, str):
+                scope.broken.add(local)
             if index == 0 and first_sources and steps and steps[0].sources is None:
                 steps[0].sources = list(first_sources)
             out += steps
         return out
 
     def resolve_step(
-        self, raw: Any, path: tuple, scope: _Scope, env: dict, local: Any, collapse: bool = False
+        self,
+        raw: Any,
+        path: tuple,
+        scope: _Scope,
+        env: dict,
+        local: Any,
+        collapse: bool = False,
+        hp_name: str | None = None,
     ) -> list[Step]:
         if is_space(raw) and raw.get("tune") == "choice":
             return self.step_choice(raw, path, scope, env, local)
@@ -559,14 +590,17 @@ class _Resolver:
             self.error((*path, "name"), f"duplicate name `{local}` in this scope")
             return []
         entry = None if type_name in self.blocks else registry.get(str(type_name))
+        if entry is None and type_name in self.broken_blocks:
+            return []
         if entry is None and type_name not in self.blocks:
             self.error(
                 type_path,
-                f"unknown step type `{type_name}`.{registry.suggest(type_name, self.blocks)}",
+                registry.refused(type_name)
+                or f"unknown step type `{type_name}`.{registry.suggest(type_name, self.blocks)}",
             )
             return []
         full = scope.prefix if collapse else scope.full(local)
-        hp = scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local)
+        hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
         sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry)
         count = 1
         if "repeat" in raw:
@@ -629,6 +663,14 @@ class _Resolver:
         if problems:
             return []
         values = raw["values"]
+        nested = [index for index, value in enumerate(values) if is_space(value)]
+        for index in nested:  # both choices would share one hyperparameter name
+            self.error(
+                (*path, "values", index),
+                "a step `choice` cannot hold another `choice`: list every step in one `values`",
+            )
+        if nested:
+            return []
         labels = _labels(values)
         default = {"default": labels[values.index(raw["default"])]} if "default" in raw else {}
         hp = f"{scope.hp}/{local}" if scope.hp else local
@@ -637,7 +679,7 @@ class _Resolver:
         )
         index = labels.index(label)
         with self.chooser.conditional(hp, label):
-            return self.resolve_step(values[index], (*path, "values", index), scope, env, local)
+            return self.resolve_step(values[index], (*path, "values", index), scope, env, local, hp_name=f"{hp}/{label}")
 
     def count_step(self, path: tuple) -> None:
         self.steps += 1
@@ -660,6 +702,8 @@ class _Resolver:
         out = []
         for name in names:
             found = scope.lookup(name)
+            if found is None and scope.is_broken(name):
+                continue  # that step's own problem is already reported
             if found is None:
                 self.error(
                     path,
@@ -721,14 +765,17 @@ class _Resolver:
         """Checks and evaluates a layer's or Python block's arguments, defaults applied."""
         args = {k: p.default for k, p in entry.params.items() if not p.required}
         args.update(self.defaults.get(entry.name, {}))
+        unknown = []
         for key, raw in given.items():
             if not entry.accepts(key):
                 self.error((*path, key), self.unknown_arg(entry.name, key))
+                unknown.append(str(key))
                 continue
             args[key] = self.value(raw, (*path, key), env, f"{hp}/{key}")
         for key, param in entry.params.items():
             if key not in args:
-                if param.required:
+                # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
+                if param.required and not did_you_mean(key, unknown):
                     self.error(path, f"missing required argument `{key}` for `{entry.name}`")
                 continue
             value = args[key]
@@ -739,6 +786,14 @@ class _Resolver:
                 self.error(
                     (*path, key) if key in given else path,
                     f"`{key}` {problem}. Received: {key}={_short(value)}",
+                )
+        for key, value in args.items():
+            foreign = _foreign_object(value)
+            if foreign:
+                self.error(
+                    (*path, key) if key in given else path,
+                    f"`{key}` names a Keras object by `{foreign}`: a spec may use built-in Keras "
+                    f"objects only, as {{class_name, config}}. Received: {key}={_short(value)}",
                 )
         return args
 
@@ -921,7 +976,11 @@ class _Resolver:
                     f"an output is a mapping {{from, activation, loss, loss_weight, metrics, train_only}}. Received: {_short(spec)}",
                 )
                 continue
-            spec = self.value(spec, path, self.vars, f"outputs/{name}")
+            # Key by key: an output may be named `tune` without becoming a search space.
+            spec = {
+                k: self.value(v, (*path, k), self.vars, f"outputs/{name}/{k}")
+                for k, v in spec.items()
+            }
             for key in spec:
                 if key not in OUTPUT_KEYS:
                     self.error(
@@ -929,6 +988,8 @@ class _Resolver:
                     )
             source_name = spec.get("from", name)
             source = top.lookup(source_name) if isinstance(source_name, str) else None
+            if source is None and (not network or top.is_broken(source_name)):
+                continue  # the step it reads was refused, and said why
             if source is None:
                 where = (*path, "from") if "from" in spec else path
                 self.error(
@@ -988,7 +1049,7 @@ class _Resolver:
         if not isinstance(raw, dict):
             self.error(("train",), f"`train` must be a mapping. Received: {_short(raw)}")
             return {}
-        train = self.value(raw, ("train",), self.vars, "train")
+        train = {k: self.value(v, ("train", k), self.vars, f"train/{k}") for k, v in raw.items()}
         if _contains_invalid(train):
             return train
         try:
@@ -1006,7 +1067,7 @@ class _Resolver:
         if not isinstance(raw, dict):
             self.error(("tune",), f"`tune` must be a mapping. Received: {_short(raw)}")
             return {}
-        tune = self.value(raw, ("tune",), self.vars, "tune")
+        tune = {k: self.value(v, ("tune", k), self.vars, f"tune/{k}") for k, v in raw.items()}
         for key, value in tune.items():
             path = ("tune", key)
             if key not in TUNE_KEYS:
@@ -1084,6 +1145,32 @@ def _labels(values: list) -> list[str]:
             label = f"{label}_{index}"
         labels.append(label)
     return labels
+
+
+def _foreign_object(value: Any) -> str | None:
+    """The key by which a Keras object config reaches beyond built-in Keras objects, if any.
+
+    Keras deserialises `{class_name, config}` mappings given as initializers, regularizers, ...;
+    `module` and `registered_name` make it import modules or look up custom objects, and
+    `__lambda__`-style class names are its internal types. A spec has no use for any of them.
+    """
+    if isinstance(value, dict):
+        if "class_name" in value:
+            for key in ("module", "registered_name"):
+                if key in value:
+                    return key
+            if str(value["class_name"]).startswith("__"):
+                return "class_name"
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _foreign_object(item)
+        if found:
+            return found
+    return None
 
 
 def _contains_invalid(value: Any) -> bool:
