@@ -25,12 +25,14 @@ def conv_bn(
     factorize: Factorize = "none",
     epsilon: float = 1e-3,
     momentum: float = 0.99,
+    scale: bool = True,
     name: str,
 ):
     """Convolution, batch normalisation and activation, in the `order` given.
 
-    `bn_act_conv` is the pre-activation order of ResNet v2. Layers: `{name}_conv`, `{name}_bn`,
-    `{name}_act`.
+    `bn_act_conv` is the pre-activation order of ResNet v2. `scale: false` drops the batch norm's
+    gamma (keras.applications InceptionV3's `conv2d_bn`: a ReLU follows, so a scale is redundant).
+    Layers: `{name}_conv`, `{name}_bn`, `{name}_act`.
     """
     steps = order.split("_")
     for part in steps:
@@ -46,7 +48,9 @@ def conv_bn(
                 name=f"{name}_conv",
             )
         elif part == "bn":
-            x = layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=f"{name}_bn")(x)
+            x = layers.BatchNormalization(
+                epsilon=epsilon, momentum=momentum, scale=scale, name=f"{name}_bn"
+            )(x)
         elif activation is not None:
             x = layers.Activation(activation, name=f"{name}_act")(x)
     return x

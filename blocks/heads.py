@@ -24,12 +24,13 @@ def aux_classifier(
     """GoogLeNet's auxiliary classifier: avg pool 5/3, 1x1 conv 128, FC 1024, dropout 0.7, FC classes.
 
     Returns logits; the spec's `outputs` entry adds the softmax and the loss weight (0.3 in the
-    paper) and marks it `train_only`. Layers: `{name}_pool`, `{name}_conv`, `{name}_fc`,
-    `{name}_dropout`, `{name}_classifier`.
+    paper) and marks it `train_only`. On a feature map smaller than the pool window (a small
+    input image) the window shrinks to the map, so the head still builds. Layers: `{name}_pool`,
+    `{name}_conv`, `{name}_fc`, `{name}_dropout`, `{name}_classifier`.
     """
-    x = layers.AveragePooling2D(pool_size, strides=pool_strides, name=f"{name}_pool")(
-        x
-    )  # 4x4 at 14x14
+    window = [min(pool_size, d) if d else pool_size for d in x.shape[1:3]]
+    # 4x4 at 14x14 (inception 4a and 4d at a 224 input)
+    x = layers.AveragePooling2D(window, strides=pool_strides, name=f"{name}_pool")(x)
     x = layers.Conv2D(filters, 1, activation=activation, name=f"{name}_conv")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(units, activation=activation, name=f"{name}_fc")(x)
