@@ -1,0 +1,194 @@
+"""The run folder's per-epoch files, checkpoints for `--resume`, and the NaN guard.
+
+One callback does all three so they agree: an epoch is recorded (history, metrics, curves) exactly
+when its checkpoint is committed, and an epoch whose loss became NaN is neither.
+
+Checkpoint layout (`DIR/checkpoint/`): `epoch-N.weights.h5` (model and optimizer state after N
+epochs) and `state.json`, the commit point naming the file and holding the history so far. Both
+are written atomically; an older checkpoint is deleted only after the new state is committed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from training import files
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+
+
+def load_state(out_dir: str | Path) -> dict[str, Any] | None:
+    """The committed checkpoint state of a run folder, or None (no checkpoint, or its file gone)."""
+    ckpt = Path(out_dir) / CHECKPOINT_DIR
+    state_path = ckpt / STATE_FILE
+    if not state_path.is_file():
+        return None
+    state = files.read_json(state_path)
+    if not (ckpt / state["weights"]).is_file():
+        return None
+    state["weights_path"] = str(ckpt / state["weights"])
+    return state
+
+
+def clear_checkpoints(out_dir: str | Path) -> None:
+    ckpt = Path(out_dir) / CHECKPOINT_DIR
+    if ckpt.is_dir():
+        for f in ckpt.iterdir():
+            if f.is_file():
+                f.unlink()
+
+
+def best_mode(metric: str) -> str:
+    """`min` for losses and errors, `max` for the rest (accuracy, AUC, ...)."""
+    name = metric.removeprefix("val_")
+    lower = ("loss", "error", "crossentropy", "mse", "mae", "learning_rate")
+    return "min" if any(k in name for k in lower) else "max"
+
+
+def summarize(history: dict[str, list[float]]) -> dict[str, Any]:
+    """`metrics.json`: the final and the best value (with its 1-based epoch) of every metric."""
+    final, best = {}, {}
+    for key, values in history.items():
+        if key == "epoch" or not values:
+            continue
+        final[key] = values[-1]
+        clean = [(v, i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+        if not clean:
+            continue
+        pick = min if best_mode(key) == "min" else max
+        value, index = pick(clean, key=lambda p: p[0])
+        best[key] = {"value": value, "epoch": index + 1}
+    return {"epochs": len(history.get("epoch", [])), "final": final, "best": best}
+
+
+def plot_curves(history: dict[str, list[float]], path: str | Path) -> None:
+    """`curves.png`: loss per epoch, and every accuracy metric per epoch (training dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    accuracy = [k for k in history if k.endswith("accuracy") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 6, 4))
+    axes = np.atleast_1d(axes)
+    for ax, keys, title in (
+        (axes[0], ["loss"], "loss"),
+        (axes[-1], accuracy, "accuracy"),
+    ):
+        if not keys:
+            continue
+        for key in keys:
+            for name, style in ((key, "--"), (f"val_{key}", "-")):
+                if name in history:
+                    ax.plot(epochs, history[name], style, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+class RunFiles(keras.callbacks.Callback):
+    """Per epoch: checkpoint, `history.csv`, `metrics.json`, `curves.png`; stops on a NaN loss.
+
+    Args:
+        out_dir: the run folder.
+        history: the history so far (from the checkpoint when resuming).
+        save_checkpoints: write `checkpoint/` (off for nothing but tests).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        history: dict[str, list[float]] | None = None,
+        save_checkpoints: bool = True,
+    ):
+        super().__init__()
+        self.out_dir = Path(out_dir)
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+        self.save_checkpoints = save_checkpoints
+        self.nan: tuple[int, int] | None = None  # (epoch, batch), 0-based, where the loss broke
+        self.last_good_epoch = len(self.history.get("epoch", []))
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan = (self._epoch, batch)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.nan is not None or not all(
+            math.isfinite(float(v)) for k, v in logs.items() if "loss" in k
+        ):
+            self.nan = self.nan or (epoch, -1)
+            self.model.stop_training = True
+            return
+        row = {"epoch": epoch}
+        lr = _learning_rate(self.model)
+        if lr is not None:
+            row["learning_rate"] = lr
+        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        done = len(self.history.get("epoch", []))
+        for key in [*self.history, *(k for k in row if k not in self.history)]:
+            self.history.setdefault(key, [None] * done).append(row.get(key))
+        if self.save_checkpoints:
+            self._checkpoint(epoch + 1)
+        self.last_good_epoch = epoch + 1
+        self.write_files(plot=False)
+
+    def on_train_end(self, logs=None):
+        if self.history.get("epoch"):
+            self.write_files()
+
+    def write_files(self, plot: bool = True) -> None:
+        """`history.csv` and `metrics.json` (every epoch); `curves.png` (at the end: it is slow)."""
+        keys = list(self.history)
+        n = len(self.history.get("epoch", []))
+        rows = [[_cell(self.history[k], i, k) for k in keys] for i in range(n)]
+        files.write_csv(self.out_dir / "history.csv", keys, rows)
+        files.write_json(self.out_dir / "metrics.json", summarize(self.history))
+        if plot:
+            plot_curves(self.history, self.out_dir / "curves.png")
+
+    def _checkpoint(self, epochs_done: int) -> None:
+        ckpt = self.out_dir / CHECKPOINT_DIR
+        name = f"epoch-{epochs_done}.weights.h5"
+        files.atomic_write(ckpt / name, self.model.save_weights, suffix=".weights.h5")
+        files.write_json(
+            ckpt / STATE_FILE, {"epoch": epochs_done, "weights": name, "history": self.history}
+        )
+        for old in ckpt.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+def _cell(column: list, index: int, key: str):
+    value = column[index] if index < len(column) else None
+    if key == "epoch":
+        return int(value) + 1  # 1-based in the file, as the progress bar shows
+    return "" if value is None else repr(float(value))
+
+
+def _learning_rate(model) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        lr = optimizer.learning_rate  # the current value, schedules evaluated at `iterations`
+        return float(keras.ops.convert_to_numpy(lr))
+    except (AttributeError, TypeError, ValueError):
+        return None

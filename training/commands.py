@@ -1,0 +1,136 @@
+"""`blockspec train` and `blockspec evaluate`, for cli.py.
+
+TensorFlow is imported inside the commands, not at module import, so `cli.py` stays quick for
+`validate` and friends.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from training.errors import TrainingError
+
+RUNS_DIR = "runs"
+
+
+def run_dir_for(name: str, out: str | None) -> Path:
+    """`--out`, else `runs/<spec name>`."""
+    return Path(out) if out else Path(RUNS_DIR) / name
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def train_command(spec: str, overrides: dict, out: str | None, resume: bool) -> int:
+    """`blockspec train SPEC [--set ...] [--out DIR] [--resume]`.
+
+    Args:
+        spec: a spec path or zoo name.
+        overrides: `--set` values by dotted key (`{"train.epochs": 2}`).
+        out: the run folder (default `runs/<spec name>`).
+        resume: continue from the folder's last completed epoch.
+
+    Returns:
+        0 when every epoch ran (or early stopping ended the run), 1 when training failed
+        (NaN loss, unreadable data).
+
+    Raises:
+        SpecError: the spec is invalid (the CLI prints it and exits 2).
+    """
+    from builder import resolve_spec
+
+    resolved = resolve_spec(spec, overrides or None)
+    from training import trainer  # imports TensorFlow
+
+    console = Console()
+    run_dir = run_dir_for(resolved.name, out)
+    console.print(f"[bold]Training[/] {resolved.name} -> {run_dir}")
+    try:
+        # A progress bar in a terminal; one line per epoch in a log file or CI.
+        verbose = 1 if sys.stdout.isatty() else 2
+        result = trainer.train(resolved, run_dir, resume=resume, verbose=verbose)
+    except TrainingError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 1
+    table = Table(title=f"{resolved.name}: {result.epochs} epochs, {result.seconds:.0f} s")
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("epoch", justify="right")
+    for key, value in result.metrics["final"].items():
+        best = result.metrics["best"].get(key, {})
+        table.add_row(key, _fmt(value), _fmt(best.get("value")), _fmt(best.get("epoch")))
+    console.print(table)
+    if result.stopped == "nan":
+        console.print(f"[bold red]error:[/] {result.message}")
+        return 1
+    if result.message:
+        console.print(result.message)
+    if result.model_path is not None:
+        console.print(f"Saved {result.model_path} (inference model) and the run files in {run_dir}")
+    return 0
+
+
+def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
+    """`blockspec evaluate DIR [--tta flip,crops]`: accuracy without and with TTA, side by side.
+
+    Args:
+        run_dir: a run folder.
+        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta`, else both.
+
+    Returns:
+        0, or 1 when the folder cannot be evaluated.
+
+    Raises:
+        SpecError: an unknown TTA view.
+    """
+    from builder.errors import Problem, SpecError
+    from training.config import TTA_VIEWS, unknown_choice
+
+    bad = [v for v in tta or [] if v not in TTA_VIEWS]
+    if bad:
+        raise SpecError(
+            [
+                Problem(unknown_choice("test-time augmentation", v, TTA_VIEWS, "tta"), path="--tta")
+                for v in bad
+            ]
+        )
+    from training.evaluate import evaluate_run  # imports TensorFlow
+
+    console = Console()
+    try:
+        result = evaluate_run(run_dir, tta)
+    except TrainingError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 1
+    views = ", ".join(result.views) or "none"
+    table = Table(
+        title=f"{result.examples} {result.split} examples",
+        caption=f"TTA: {views} ({result.view_count} views averaged)",
+    )
+    table.add_column("output")
+    table.add_column("accuracy", justify="right")
+    table.add_column("TTA accuracy", justify="right")
+    table.add_column("change", justify="right")
+    table.add_column("changed", justify="right")
+    for name, acc in result.accuracy.items():
+        tta_acc = result.tta_accuracy[name]
+        table.add_row(
+            name,
+            f"{acc:.2%}",
+            f"{tta_acc:.2%}",
+            f"{tta_acc - acc:+.2%}",
+            f"{result.changed[name]:.2%}",
+        )
+    console.print(table)
+    return 0

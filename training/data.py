@@ -1,0 +1,580 @@
+"""Data sources and tf.data pipelines.
+
+A source yields raw examples, as a user would hand them to the exported model (digits: 8x8 arrays of
+0..16; a folder: decoded RGB images of any size, 0..255; ...). Preprocessing (resize to `image_size`,
+grey <-> RGB, rescale) is a small Keras model: the pipeline applies it once, before the cache, and the
+exported model carries it, so `model.keras` takes raw images. Augmentation runs on the training
+pipeline only, per example, after the cache; a center crop then fits `image_size` to the model
+input when they differ (`random_crop` usually does that already while training).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.errors import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+CACHE_LIMIT_BYTES = 1 << 30
+# Luminance weights (ITU-R BT.601), for RGB -> grey.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class Split:
+    """Unbatched `(image, label)` examples, all of one size, and how many there are."""
+
+    dataset: tf.data.Dataset
+    size: int
+
+
+@dataclass
+class Source:
+    """What a data source gives.
+
+    Attributes:
+        train, validation, test: the splits (`validation`, `test` may be None).
+        class_names: one name per label.
+        raw_shape: the shape of one example as the source gives it (None for any size); the
+            exported model's input shape.
+        scale: what raw values are multiplied by.
+        name: a short description, for messages.
+    """
+
+    train: Split
+    validation: Split | None
+    test: Split | None
+    class_names: list[str]
+    raw_shape: tuple[int | None, ...]
+    scale: float
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pipelines:
+    """Batched datasets ready for `fit` (labels keyed by output name)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    steps_per_epoch: int
+    validation_steps: int | None
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def load_source(
+    data: dict[str, Any],
+    *,
+    image_size: tuple[int, int] | None,
+    channels: int | None,
+    classes: int | None,
+    seed: int,
+    base_dir: str | Path | None = None,
+) -> Source:
+    """Read the source that `train.data` names.
+
+    Args:
+        data: the `train.data` mapping, defaults filled in.
+        image_size: `[H, W]` images are resized to (None for non-image inputs).
+        channels: the model input's channels (synthetic images are made with as many).
+        classes: the main output's width (the default number of synthetic classes).
+        seed: for splits and generated data.
+        base_dir: relative `path`s are read from here (the spec's folder), else from the
+            working directory.
+
+    Returns:
+        The `Source`.
+    """
+    source = data.get("source", "digits")
+    split = float(data.get("validation_split", 0.2) or 0.0)
+    if source == "digits":
+        return _digits(data, split, seed)
+    if source == "synthetic":
+        return _synthetic(data, split, seed, image_size or (32, 32), channels or 3, classes or 10)
+    if source == "npz":
+        return _npz(data, split, seed, _resolve_path(data["path"], base_dir))
+    if source == "folder":
+        return _folder(data, split, seed, _resolve_path(data["path"], base_dir), image_size)
+    if source == "tfds":
+        return _tfds(data, split, seed, image_size)
+    raise DataError(f"unknown data source `{source}`")
+
+
+def _resolve_path(path: str, base_dir: str | Path | None) -> Path:
+    p = Path(os.path.expanduser(path))
+    if p.is_absolute() or base_dir is None or p.exists():
+        return p
+    return Path(base_dir) / p
+
+
+def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded train / validation indices."""
+    index = np.arange(len(labels))
+    if fraction <= 0:
+        return index, index[:0]
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels)
+    present = counts[counts > 0]
+    # Stratify when every class can give one example to each side.
+    stratify = labels if present.size and present.min() >= 2 else None
+    train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def _array_split(x: np.ndarray, y: np.ndarray) -> Split:
+    return Split(tf.data.Dataset.from_tensor_slices((x, y)), len(y))
+
+
+def _digits(data: dict, fraction: float, seed: int) -> Source:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.images.astype("float32")  # (1797, 8, 8), values 0..16
+    y = digits.target.astype("int32")
+    train, val = _split_indices(y, fraction, seed)
+    return Source(
+        train=_array_split(x[train], y[train]),
+        validation=_array_split(x[val], y[val]) if len(val) else None,
+        test=None,
+        class_names=[str(c) for c in digits.target_names],
+        raw_shape=(8, 8),
+        scale=_scale(data, 1.0 / 16.0),
+        name="digits (scikit-learn, 8x8, 10 classes)",
+    )
+
+
+def _scale(data: dict, default: float) -> float:
+    scale = data.get("scale")
+    return float(default if scale is None else scale)
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        y = y.argmax(axis=1)
+    return y.reshape(len(y)).astype("int32")
+
+
+def _npz(data: dict, fraction: float, seed: int, path: Path) -> Source:
+    if not path.is_file():
+        raise DataError(f"npz file not found: {path}")
+    with np.load(path, allow_pickle=False) as arrays:
+        keys = set(arrays.files)
+        x_key = data.get("x_key") or ("x" if "x" in keys else "x_train")
+        y_key = data.get("y_key") or ("y" if "y" in keys else "y_train")
+        for key in (x_key, y_key):
+            if key not in keys:
+                raise DataError(
+                    f"{path} has no array `{key}`. Arrays in it: {', '.join(sorted(keys))}. "
+                    "Set `train.data.x_key` / `y_key`."
+                )
+        x, y = arrays[x_key], _labels(arrays[y_key])
+        if len(x) != len(y):
+            raise DataError(
+                f"{path}: `{x_key}` has {len(x)} examples but `{y_key}` has {len(y)} labels"
+            )
+        test = None
+        if "x_test" in keys and "y_test" in keys:
+            test = (arrays["x_test"], _labels(arrays["y_test"]))
+        val = None
+        if "x_val" in keys and "y_val" in keys:
+            val = (arrays["x_val"], _labels(arrays["y_val"]))
+        names = [str(n) for n in arrays["class_names"]] if "class_names" in keys else None
+    default_scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
+    if np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8:
+        x = x.astype("float32")
+        if test is not None:
+            test = (test[0].astype("float32"), test[1])
+        if val is not None:
+            val = (val[0].astype("float32"), val[1])
+    if val is None:
+        train_idx, val_idx = _split_indices(y, fraction, seed)
+        val = (x[val_idx], y[val_idx]) if len(val_idx) else None
+        x, y = x[train_idx], y[train_idx]
+    top = max(int(part[1].max(initial=0)) for part in ((x, y), val, test) if part is not None)
+    return Source(
+        train=_array_split(x, y),
+        validation=_array_split(*val) if val is not None else None,
+        test=_array_split(*test) if test is not None else None,
+        class_names=names or [str(i) for i in range(top + 1)],
+        raw_shape=tuple(int(d) for d in x.shape[1:]),
+        scale=_scale(data, default_scale),
+        name=f"npz ({path})",
+    )
+
+
+def _synthetic(
+    data: dict, fraction: float, seed: int, image_size, channels: int, default_classes: int
+) -> Source:
+    """A learnable task: each class is a fixed low-frequency pattern, each example adds noise.
+
+    Examples are generated on the fly from their index (stateless random ops), so any size and
+    count costs no memory and every run sees the same data.
+    """
+    samples = int(data.get("samples", 2048))
+    classes = int(data.get("classes") or default_classes)
+    noise = float(data.get("noise", 0.5))
+    height, width = (int(v) for v in image_size)
+    rng = np.random.default_rng(seed)
+    patterns = tf.constant(rng.uniform(0, 1, (classes, 8, 8, channels)).astype("float32"))
+    n_val = round(samples * fraction)
+
+    def example(index):
+        label = tf.cast(index % classes, "int32")
+        pattern = tf.image.resize(patterns[label], (height, width))
+        grain = tf.random.stateless_normal(
+            (height, width, channels), seed=tf.stack([tf.cast(seed, "int64"), index])
+        )
+        return pattern + noise * grain, label
+
+    def split(start, count):
+        ds = tf.data.Dataset.range(start, start + count).map(example, num_parallel_calls=AUTOTUNE)
+        return Split(ds, count)
+
+    return Source(
+        train=split(0, samples - n_val),
+        validation=split(samples - n_val, n_val) if n_val else None,
+        test=None,
+        class_names=[f"class_{i}" for i in range(classes)],
+        raw_shape=(height, width, channels),
+        scale=_scale(data, 1.0),
+        name=f"synthetic ({samples} examples, {classes} classes)",
+    )
+
+
+def _decode(image_size):
+    height, width = image_size
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, "float32"), (height, width))
+        image.set_shape((height, width, 3))
+        return image, label
+
+    return load
+
+
+def _list_folder(root: Path) -> tuple[list[str], list[str], np.ndarray]:
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class folders (expected {root}/<class name>/<images>)")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                paths.append(str(f))
+                labels.append(label)
+    if not paths:
+        raise DataError(
+            f"{root} has no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders "
+            f"({', '.join(classes)})"
+        )
+    return classes, paths, np.asarray(labels, dtype="int32")
+
+
+def _folder(data: dict, fraction: float, seed: int, root: Path, image_size) -> Source:
+    if image_size is None:
+        raise DataError("data source `folder` needs an image input [H, W, C]")
+    classes, paths, labels = _list_folder(root)
+    load = _decode(image_size)
+
+    def split(p, y):
+        ds = tf.data.Dataset.from_tensor_slices((np.asarray(p), y))
+        return Split(ds.map(load, num_parallel_calls=AUTOTUNE), len(y))
+
+    if data.get("validation_path"):
+        val_root = _resolve_path(data["validation_path"], root.parent)
+        val_classes, val_paths, val_labels = _list_folder(val_root)
+        if val_classes != classes:
+            raise DataError(
+                f"the class folders of {val_root} ({', '.join(val_classes)}) differ from "
+                f"those of {root} ({', '.join(classes)})"
+            )
+        train = split(paths, labels)
+        val = split(val_paths, val_labels)
+    else:
+        train_idx, val_idx = _split_indices(labels, fraction, seed)
+        paths_arr = np.asarray(paths)
+        train = split(paths_arr[train_idx], labels[train_idx])
+        val = split(paths_arr[val_idx], labels[val_idx]) if len(val_idx) else None
+    return Source(
+        train=train,
+        validation=val,
+        test=None,
+        class_names=classes,
+        raw_shape=(None, None, 3),
+        scale=_scale(data, 1.0 / 255.0),
+        name=f"folder ({root}, {len(classes)} classes)",
+    )
+
+
+def _tfds(data: dict, fraction: float, seed: int, image_size) -> Source:
+    name = data["name"]
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(
+            f"data source `tfds` (dataset `{name}`) needs the optional package "
+            "tensorflow-datasets, which is not installed. Install it with "
+            "`pip install 'blockspec[tfds]'` (or `pip install tensorflow-datasets`)."
+        ) from e
+    try:
+        builder = tfds.builder(name, data_dir=data.get("data_dir"))
+    except Exception as e:  # tfds raises its own DatasetNotFoundError
+        raise DataError(f"TensorFlow Datasets has no dataset `{name}`: {e}") from e
+    try:
+        if data.get("download", True):
+            builder.download_and_prepare()
+    except Exception as e:
+        raise DataError(
+            f"could not download TFDS dataset `{name}` (offline?): {type(e).__name__}: {e}. "
+            "Prepare it once on a machine with internet access and copy it into "
+            "`train.data.data_dir`, or use another data source."
+        ) from e
+    info = builder.info
+    splits = info.splits
+    main = data.get("split") or "train"
+    if main not in splits:
+        raise DataError(
+            f"TFDS dataset `{name}` has no split `{main}`; it has {', '.join(sorted(splits))}"
+        )
+    val_name = data.get("validation")
+    test_name = data.get("test", "test" if "test" in splits and val_name != "test" else None)
+    total = int(splits[main].num_examples)
+    if val_name:
+        train_spec, val_spec = main, val_name
+        n_train, n_val = total, int(splits[val_name].num_examples)
+    else:
+        n_val = round(total * fraction)
+        n_train = total - n_val
+        train_spec, val_spec = f"{main}[:{n_train}]", (f"{main}[{n_train}:]" if n_val else None)
+    features = info.features
+    raw = tuple(features["image"].shape)
+    resize = image_size is not None and tuple(raw[:2]) != tuple(image_size)
+
+    def pick(example):
+        image = tf.cast(example["image"], "float32")
+        if resize:
+            image = tf.image.resize(image, image_size)
+            image.set_shape((*image_size, raw[-1]))
+        return image, tf.cast(example["label"], "int32")
+
+    def split(spec, count):
+        if spec is None:
+            return None
+        ds = builder.as_dataset(split=spec, shuffle_files=False)
+        return Split(ds.map(pick, num_parallel_calls=AUTOTUNE), count)
+
+    n_test = int(splits[test_name].num_examples) if test_name else 0
+    label = features["label"]
+    names = list(getattr(label, "names", None) or range(int(label.num_classes)))
+    return Source(
+        train=split(train_spec, n_train),
+        validation=split(val_spec, n_val),
+        test=split(test_name, n_test),
+        class_names=[str(n) for n in names],
+        raw_shape=raw,
+        scale=_scale(data, 1.0 / 255.0),
+        name=f"tfds ({name})",
+    )
+
+
+# -- preprocessing ---------------------------------------------------------------------------------
+
+
+def preprocess_model(
+    raw_shape: tuple[int | None, ...],
+    image_size: tuple[int, int] | None,
+    channels: int | None,
+    scale: float,
+    raw_dtype: str = "float32",
+    name: str = "preprocess",
+) -> keras.Model:
+    """Raw examples -> model-ready images at `image_size`, with built-in Keras layers only.
+
+    Args:
+        raw_shape: one raw example's shape (`(8, 8)`, `(None, None, 3)`, ...).
+        image_size: `(H, W)` to resize to; None for non-image inputs (no resize, no channels).
+        channels: the model input's channels; grey is repeated to RGB, RGB turned to luminance.
+        scale: raw values are multiplied by it.
+        raw_dtype: the raw input's dtype.
+        name: the model's name.
+
+    Returns:
+        A functional model; loadable with `safe_mode=True` and no blockspec import.
+    """
+    raw = keras.Input(shape=raw_shape, dtype=raw_dtype, name="image")
+    x = raw
+    if image_size is not None:
+        if len(raw_shape) == 2:
+            x = keras.layers.Reshape((*raw_shape, 1), name=f"{name}_add_channel")(x)
+        if tuple(raw_shape[:2]) != tuple(image_size):
+            x = keras.layers.Resizing(*image_size, name=f"{name}_resize")(x)
+        have = 1 if len(raw_shape) == 2 else raw_shape[-1]
+        if channels is not None and have != channels:
+            x = _adapt_channels(x, have, channels, name)
+    if scale != 1.0:
+        x = keras.layers.Rescaling(scale, name=f"{name}_rescale")(x)
+    return keras.Model(raw, x, name=name)
+
+
+def _adapt_channels(x, have: int, want: int, name: str):
+    """Grey -> RGB by repeating the channel; RGB(A) -> grey or RGBA -> RGB by a fixed 1x1 conv."""
+    if have == 1:
+        return keras.layers.Concatenate(name=f"{name}_grey_to_rgb")([x] * want)
+    weights = np.zeros((1, 1, have, want), dtype="float32")
+    if want == 1 and have in (3, 4):
+        weights[0, 0, :3, 0] = LUMA
+    elif have == 4 and want == 3:
+        weights[0, 0, :3, :3] = np.eye(3)
+    else:
+        raise DataError(f"cannot adapt {have} image channels to the model's {want}")
+    conv = keras.layers.Conv2D(
+        want, 1, use_bias=False, trainable=False, dtype="float32", name=f"{name}_channels"
+    )
+    y = conv(x)
+    conv.set_weights([weights])
+    return y
+
+
+def fit_to_input(
+    image_size, input_hw, crop_hw=None, name: str = "fit_input"
+) -> keras.layers.Layer | None:
+    """The deterministic view the model sees outside training; None when there is nothing to do.
+
+    Training crops `crop_hw` at random from `image_size` images (`random_crop`); evaluation and the
+    exported model take the center `crop_hw`, then resize it to the model input when it differs
+    (a crop smaller than the input is a zoom). Without a crop, `crop_hw` is the input size.
+
+    Args:
+        image_size: `(H, W)` of the preprocessed images.
+        input_hw: the model input's `(H, W)`.
+        crop_hw: the training crop, or None.
+        name: the layer's name.
+    """
+    if image_size is None:
+        return None
+    crop_hw = tuple(crop_hw or input_hw)
+    layers = []
+    if crop_hw != tuple(image_size):
+        layers.append(keras.layers.CenterCrop(*crop_hw, name=f"{name}_crop"))
+    if crop_hw != tuple(input_hw):
+        layers.append(keras.layers.Resizing(*input_hw, name=f"{name}_resize"))
+    if not layers:
+        return None
+    return layers[0] if len(layers) == 1 else keras.Sequential(layers, name=name)
+
+
+def resize_to_input(crop_hw, input_hw) -> keras.layers.Layer | None:
+    """After a training crop of `crop_hw`: the resize to the model input, or None."""
+    if crop_hw is None or tuple(crop_hw) == tuple(input_hw):
+        return None
+    return keras.layers.Resizing(*input_hw, name="train_resize")
+
+
+# -- pipelines -------------------------------------------------------------------------------------
+
+
+def preprocessed(split: Split, preprocess: keras.Model) -> tf.data.Dataset:
+    """Apply the preprocessing model to a split, in parallel batches; unbatched again."""
+    return (
+        split.dataset.batch(256)
+        .map(lambda x, y: (preprocess(x, training=False), y), num_parallel_calls=AUTOTUNE)
+        .unbatch()
+    )
+
+
+def should_cache(mode, size: int, shape) -> bool:
+    """`cache: auto` caches in memory when the preprocessed split fits in 1 GiB."""
+    if mode in (True, False):
+        return mode
+    nbytes = size * int(np.prod([d or 1 for d in shape])) * 4
+    return nbytes <= CACHE_LIMIT_BYTES
+
+
+def make_pipelines(
+    source: Source,
+    preprocess: keras.Model,
+    *,
+    augment: list[keras.layers.Layer],
+    fit: keras.layers.Layer | None,
+    train_fit: keras.layers.Layer | None = None,
+    labels: Callable,
+    features: Callable | None = None,
+    batch_size: int,
+    seed: int,
+    cache: Any = "auto",
+    drop_remainder: bool = False,
+) -> Pipelines:
+    """Training and validation datasets: preprocess, cache, shuffle, augment, batch, prefetch.
+
+    Args:
+        source: the data source.
+        preprocess: raw -> image at `image_size`.
+        augment: Keras preprocessing layers, applied per example to the training split.
+        fit: `fit_to_input`: the validation images' way to the model input (None: as they are).
+        train_fit: the training images' way to the model input after augmentation (None: as
+            they are); a resize when `random_crop` is not the input size.
+        labels: maps a batch of integer labels to the model's targets (a dict per output).
+        features: maps a batch of images to the model's inputs (default: as they are).
+        batch_size: global batch size.
+        seed: shuffle seed.
+        cache: `auto`, true or false.
+        drop_remainder: drop the last partial batch (multi-worker training).
+    """
+    shape = preprocess.output.shape[1:]
+
+    def finisher(layer):
+        def finish(x, y):
+            if layer is not None:
+                x = layer(x)
+            return (features(x) if features else x), labels(y)
+
+        return finish
+
+    def augment_one(x, y):
+        for layer in augment:
+            x = layer(x, training=True)
+        return x, y
+
+    train = preprocessed(source.train, preprocess)
+    if should_cache(cache, source.train.size, shape):
+        train = train.cache()
+    train = train.shuffle(min(max(source.train.size, 1), 10_000), seed=seed)
+    if augment:
+        train = train.map(augment_one, num_parallel_calls=AUTOTUNE)
+    train = train.batch(batch_size, drop_remainder=drop_remainder)
+    steps = source.train.size // batch_size
+    if not drop_remainder and source.train.size % batch_size:
+        steps += 1
+    # unbatch() loses the cardinality; restore it so Keras knows the epoch's length.
+    train = train.apply(tf.data.experimental.assert_cardinality(steps))
+    train = train.map(finisher(train_fit), num_parallel_calls=AUTOTUNE)
+    train = train.prefetch(AUTOTUNE)
+    validation, validation_steps = None, None
+    if source.validation is not None and source.validation.size:
+        validation = preprocessed(source.validation, preprocess)
+        if should_cache(cache, source.validation.size, shape):
+            validation = validation.cache()
+        validation_steps = -(-source.validation.size // batch_size)
+        validation = (
+            validation.batch(batch_size)
+            .apply(tf.data.experimental.assert_cardinality(validation_steps))
+            .map(finisher(fit), num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE)
+        )
+    return Pipelines(train, validation, max(steps, 1), validation_steps)

@@ -1,0 +1,216 @@
+"""`blockspec evaluate`: a run's accuracy with and without test-time augmentation (TTA).
+
+TTA averages the predictions over views of each image, as AlexNet's ten crops did:
+- `crops`: the center view plus the four corner crops of the model's input size. When the images
+  (`image_size`) are larger than the input, the crops come from the image; when they are the same
+  size, from the image padded with zeros by an eighth of its size (so they are shifts);
+- `flip`: the horizontal mirror of every view.
+
+The views are made after `preprocess` (at `image_size`), with the run's own `model.keras`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import data as data_lib
+from training import files
+from training.errors import TrainingError
+from training.trainer import RUN_FILE
+
+
+@dataclass
+class Evaluation:
+    """Accuracy per output, with and without TTA.
+
+    Attributes:
+        split: the data evaluated (`test`, `validation`, or `train` when nothing was held out).
+        examples: how many.
+        views: the TTA views (`flip`, `crops`) and how many predictions each example averages.
+        accuracy, tta_accuracy: output name -> accuracy.
+        changed: output name -> fraction of examples whose predicted class TTA changed.
+        probabilities, tta_probabilities: output name -> (examples, classes) arrays.
+    """
+
+    split: str
+    examples: int
+    views: list[str]
+    view_count: int
+    accuracy: dict[str, float]
+    tta_accuracy: dict[str, float]
+    changed: dict[str, float]
+    probabilities: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    tta_probabilities: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "examples": self.examples,
+            "tta": self.views,
+            "views": self.view_count,
+            "accuracy": self.accuracy,
+            "tta_accuracy": self.tta_accuracy,
+            "changed_predictions": self.changed,
+        }
+
+
+def tta_views(
+    images: tf.Tensor, input_hw: tuple[int, int], views: list[str], crop_hw=None
+) -> list[tf.Tensor]:
+    """The views of a batch of preprocessed images, each of the model's input size.
+
+    Args:
+        images: `(batch, h, w, c)` at `image_size`.
+        input_hw: the model input's `(H, W)`.
+        views: any of `flip`, `crops`.
+        crop_hw: the training crop (`random_crop`), when the run had one; views are crops of
+            this size, resized to the input when it differs.
+
+    Returns:
+        The center view first, then the others (5 with crops, doubled by flip).
+    """
+    height, width = crop_hw or input_hw
+    h, w = int(images.shape[1]), int(images.shape[2])
+    center = images
+    if (h, w) != (height, width):
+        center = keras.layers.CenterCrop(height, width)(images)
+    out = [center]
+    if "crops" in views:
+        canvas = images
+        if h < height + 2 or w < width + 2:
+            pad_h, pad_w = max(1, height // 8), max(1, width // 8)
+            canvas = tf.pad(center, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+        ch, cw = int(canvas.shape[1]), int(canvas.shape[2])
+        for top, left in ((0, 0), (0, cw - width), (ch - height, 0), (ch - height, cw - width)):
+            out.append(canvas[:, top : top + height, left : left + width, :])
+    if "flip" in views:
+        out += [tf.reverse(v, axis=[2]) for v in list(out)]
+    if (height, width) != tuple(input_hw):
+        out = [tf.image.resize(v, input_hw) for v in out]
+    return out
+
+
+def register_custom_layers() -> None:
+    """Import every module of `blocks` (and the compiler), so blockspec's Keras layers are
+    registered and a `model.keras` that uses them (LRN, ...) loads with `safe_mode=True`."""
+    import pkgutil
+
+    for package in ("blocks", "builder"):
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        for info in pkgutil.iter_modules(module.__path__):
+            if package == "blocks" or info.name == "compile":
+                importlib.import_module(f"{package}.{info.name}")
+
+
+def evaluate_run(
+    run_dir: str | Path, tta: list[str] | None = None, batch_size: int | None = None
+) -> Evaluation:
+    """Evaluate a run folder's `model.keras` on its held-out data, with and without TTA.
+
+    Args:
+        run_dir: a folder written by `blockspec train`.
+        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta`, else both.
+        batch_size: default: the run's batch size.
+
+    Returns:
+        An `Evaluation`; also written to `run_dir/evaluate.json`.
+    """
+    run_dir = Path(run_dir)
+    model_path = run_dir / "model.keras"
+    if not (run_dir / RUN_FILE).is_file() or not model_path.is_file():
+        raise TrainingError(
+            f"{run_dir} is not a finished run folder (it needs {RUN_FILE} and model.keras; "
+            "`blockspec train SPEC --out DIR` writes them)"
+        )
+    info = files.read_json(run_dir / RUN_FILE)
+    cfg = info["train"]
+    views = list(
+        tta if tta is not None else (cfg.get("evaluate", {}).get("tta") or ["flip", "crops"])
+    )
+    register_custom_layers()
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    preprocess = model.get_layer("preprocess")
+    network = model.get_layer("network")
+    image_size = info.get("image_size")
+    input_shape = info["input_shape"]
+    if image_size is None and views:
+        raise TrainingError(
+            f"test-time augmentation needs an image model; this run's input is {input_shape}"
+        )
+    source = data_lib.load_source(
+        cfg["data"],
+        image_size=tuple(image_size) if image_size else None,
+        channels=input_shape[-1] if image_size else None,
+        classes=info.get("classes"),
+        seed=int(cfg["seed"]),
+        base_dir=info.get("base_dir"),
+    )
+    split_name, split = next(
+        (n, s)
+        for n, s in (
+            ("test", source.test),
+            ("validation", source.validation),
+            ("train", source.train),
+        )
+        if s is not None and s.size
+    )
+    outputs = [o["name"] for o in info["outputs"] if not o["train_only"]]
+    input_hw = (
+        tuple(d or s for d, s in zip(input_shape[:2], image_size, strict=True))
+        if image_size
+        else None
+    )
+
+    @tf.function(reduce_retracing=True)
+    def predict(x):
+        return network(x, training=False)
+
+    plain: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
+    averaged: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
+    labels = []
+    count = 1
+    for x, y in split.dataset.batch(batch_size or int(cfg["batch_size"])):
+        images = preprocess(x, training=False)
+        if image_size is None:
+            batch_views = [images]
+        else:
+            batch_views = tta_views(images, input_hw, views, info.get("crop_size"))
+        count = len(batch_views)
+        predictions = [predict(v) for v in batch_views]
+        for n in outputs:
+            stack = np.stack([np.asarray(p[n], dtype="float32") for p in predictions])
+            plain[n].append(stack[0])
+            averaged[n].append(stack.mean(axis=0))
+        labels.append(np.asarray(y))
+    truth = np.concatenate(labels)
+    probabilities = {n: np.concatenate(v) for n, v in plain.items()}
+    tta_probabilities = {n: np.concatenate(v) for n, v in averaged.items()}
+    accuracy, tta_accuracy, changed = {}, {}, {}
+    for n in outputs:
+        before, after = probabilities[n].argmax(-1), tta_probabilities[n].argmax(-1)
+        accuracy[n] = float((before == truth).mean())
+        tta_accuracy[n] = float((after == truth).mean())
+        changed[n] = float((before != after).mean())
+    result = Evaluation(
+        split=split_name,
+        examples=len(truth),
+        views=views,
+        view_count=count,
+        accuracy=accuracy,
+        tta_accuracy=tta_accuracy,
+        changed=changed,
+        probabilities=probabilities,
+        tta_probabilities=tta_probabilities,
+    )
+    files.write_json(run_dir / "evaluate.json", result.to_json())
+    return result

@@ -1,0 +1,433 @@
+"""Fit a resolved spec as its `train` section says, and fill the run folder.
+
+The run folder (`runs/<spec name>` by default) holds:
+- `model.keras`: the inference model (train-only outputs removed, preprocessing inside);
+- `spec.yaml`: the resolved spec; `run.json`: what `evaluate` needs (data, class names, shapes);
+- `history.csv`, `metrics.json` (final and best value of every metric), `curves.png`;
+- `logs/`: TensorBoard; `checkpoint/`: the last completed epoch, for `--resume`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+import yaml
+
+from builder.errors import Problem, SpecError
+from builder.spec import ResolvedSpec
+from training import callbacks as run_callbacks
+from training import data as data_lib
+from training import files
+from training.augment import AugmentError, augment_layers
+from training.config import check_train, with_defaults
+from training.distributed import custom_fit, make_strategy
+from training.errors import TrainingError
+from training.export import inference_model, save_model
+from training.optim import make_optimizer, objectives, output_width, plateau_callback
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class RunResult:
+    """What a run did.
+
+    Attributes:
+        out_dir: the run folder.
+        epochs: epochs completed (all runs of a resumed training together).
+        history: per-epoch values of every metric.
+        metrics: `metrics.json` (final and best values).
+        stopped: None when all epochs ran, else `nan` or `early_stopping`.
+        message: a sentence for the user when `stopped` is set.
+        model_path: `model.keras`, or None when no epoch completed.
+        replicas: replicas in sync (devices x workers).
+        seconds: wall time of this call.
+        model: the compiled training model (all outputs), weights as at the end.
+    """
+
+    out_dir: Path
+    epochs: int
+    history: dict[str, list[Any]]
+    metrics: dict[str, Any]
+    stopped: str | None = None
+    message: str = ""
+    model_path: Path | None = None
+    replicas: int = 1
+    seconds: float = 0.0
+    model: Any = field(default=None, repr=False)
+
+
+def default_build(resolved: ResolvedSpec) -> keras.Model:
+    from builder import build_model
+
+    return build_model(resolved)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Set Keras' global dtype policy for the layers built inside, then restore it."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def checked_train(resolved: ResolvedSpec) -> dict[str, Any]:
+    """`resolved.train` with defaults, or `SpecError` listing every problem (paths from `train`)."""
+    problems = check_train(resolved.train)
+    if problems:
+        raise SpecError([Problem(msg, path=_train_path(path)) for path, msg in problems])
+    return with_defaults(resolved.train)
+
+
+def _train_path(path: str) -> str:
+    """`augment.1.random_flip` (check_train's form) -> `train.augment[1].random_flip`."""
+    from builder.load import format_path
+
+    parts = tuple(int(p) if p.isdigit() else p for p in path.split(".")) if path else ()
+    return format_path(("train", *parts))
+
+
+def image_geometry(resolved: ResolvedSpec, cfg: dict) -> dict[str, Any]:
+    """Input shape, `image_size` and channels; `SpecError` when the data cannot feed the input."""
+    if len(resolved.inputs) != 1:
+        names = ", ".join(i.name for i in resolved.inputs)
+        raise SpecError(
+            Problem(
+                f"`train` fits models with one input; this spec has {len(resolved.inputs)}. "
+                f"Received: inputs=[{names}]",
+                path="inputs",
+            )
+        )
+    shape = tuple(resolved.inputs[0].shape)
+    data = cfg["data"]
+    if len(shape) != 3:
+        if data.get("image_size") or cfg["augment"]:
+            raise SpecError(
+                Problem(
+                    "`image_size` and `augment` need an image input [H, W, C]. "
+                    f"Received: input={list(shape)}",
+                    path="train.data" if data.get("image_size") else "train.augment",
+                )
+            )
+        if data["source"] in ("digits", "folder", "synthetic", "tfds"):
+            raise SpecError(
+                Problem(
+                    f"data source `{data['source']}` gives images; the model input is not an "
+                    f"image [H, W, C]. Received: input={list(shape)}",
+                    path="train.data.source",
+                )
+            )
+        return {
+            "input_shape": shape,
+            "image_size": None,
+            "channels": None,
+            "input_hw": None,
+            "crop_hw": None,
+        }
+    if shape[0] is None or shape[1] is None:
+        if not data.get("image_size"):
+            raise SpecError(
+                Problem(
+                    "the model input has no fixed height and width; set `train.data.image_size`. "
+                    f"Received: input={list(shape)}",
+                    path="train.data.image_size",
+                )
+            )
+    image_size = tuple(data.get("image_size") or shape[:2])
+    input_hw = tuple(d if d is not None else s for d, s in zip(shape[:2], image_size, strict=True))
+    crop_hw = None
+    for i, step in enumerate(cfg["augment"]):
+        if isinstance(step, dict) and "random_crop" in step:
+            args = step["random_crop"]
+            size = args.get("size") if isinstance(args, dict) else args
+            crop_hw = (size, size) if isinstance(size, int) else tuple(size)
+            if crop_hw[0] > image_size[0] or crop_hw[1] > image_size[1]:
+                raise SpecError(
+                    Problem(
+                        f"`random_crop` size {list(crop_hw)} is larger than the images "
+                        f"(image_size {list(image_size)}). Received: size={list(crop_hw)}",
+                        path=f"train.augment[{i}].random_crop",
+                    )
+                )
+    return {
+        "input_shape": shape,
+        "image_size": image_size,
+        "channels": shape[2],
+        "input_hw": input_hw,
+        "crop_hw": crop_hw,
+    }
+
+
+def _check_contract(model: keras.Model, resolved: ResolvedSpec) -> list[str]:
+    names = [o.name for o in resolved.outputs]
+    missing = []
+    for name in names:
+        try:
+            model.get_layer(name)
+        except ValueError:
+            missing.append(name)
+    if missing:
+        raise TrainingError(
+            f"the model has no layer named like its output(s) {', '.join(missing)}; "
+            "every output must end in a layer of the output's name"
+        )
+    return names
+
+
+def _features(model: keras.Model, x):
+    struct = model.input
+    if isinstance(struct, dict):
+        return {next(iter(struct)): x}
+    return x
+
+
+def train(
+    resolved: ResolvedSpec,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    build: Callable[[ResolvedSpec], keras.Model] | None = None,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+    verbose: int | str = 1,
+    base_dir: str | Path | None = None,
+) -> RunResult:
+    """Fit `resolved` as its `train` section says; write the run folder.
+
+    Args:
+        resolved: the resolved spec.
+        out_dir: the run folder (created).
+        resume: continue from the folder's last completed epoch (a fresh run when it has none).
+        build: makes the training model from the spec (default: `builder.build_model`).
+        callbacks: extra Keras callbacks.
+        verbose: Keras' verbosity (1: a progress bar per epoch).
+        base_dir: relative data paths are read from here (default: the spec file's folder).
+
+    Returns:
+        A `RunResult`; `stopped == "nan"` when the loss became NaN.
+
+    Raises:
+        SpecError: the `train` section (or its fit to the model) is wrong.
+        DataError: the data source could not be read.
+
+    Example:
+        >>> result = train(builder.resolve_spec("digits_cnn"), "runs/digits_cnn")  # doctest: +SKIP
+    """
+    started = time.time()
+    cfg = checked_train(resolved)
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow operation.
+    strategy, worker = make_strategy(cfg["distribute"])
+    out = Path(out_dir)
+    if not worker.chief:
+        out = out / f"worker-{worker.index}"
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg["seed"])
+    keras.utils.set_random_seed(seed)
+    geometry = image_geometry(resolved, cfg)
+    if base_dir is None and resolved.file and Path(resolved.file).is_file():
+        base_dir = Path(resolved.file).resolve().parent
+
+    build = build or default_build
+    with dtype_policy(cfg["precision"]), strategy.scope():
+        model = build(resolved)
+    names = _check_contract(model, resolved)
+    main = next((o.name for o in resolved.outputs if not o.train_only), names[0])
+    classes = output_width(model, main)
+    obj = objectives(resolved.outputs, model, float(cfg["label_smoothing"]))
+
+    source = data_lib.load_source(
+        cfg["data"],
+        image_size=geometry["image_size"],
+        channels=geometry["channels"],
+        classes=classes,
+        seed=seed,
+        base_dir=base_dir,
+    )
+    preprocess = data_lib.preprocess_model(
+        source.raw_shape, geometry["image_size"], geometry["channels"], source.scale
+    )
+    fit_layer = data_lib.fit_to_input(
+        geometry["image_size"], geometry["input_hw"], geometry["crop_hw"]
+    )
+    if geometry["crop_hw"] is not None:
+        train_fit = data_lib.resize_to_input(geometry["crop_hw"], geometry["input_hw"])
+    else:
+        train_fit = data_lib.fit_to_input(geometry["image_size"], geometry["input_hw"])
+    try:
+        augment = augment_layers(cfg["augment"], seed=seed)
+    except AugmentError as e:
+        raise SpecError(Problem(str(e), path=_train_path(e.path))) from e
+
+    def targets(y):
+        return {n: tf.one_hot(y, obj.one_hot[n]) if n in obj.one_hot else y for n in names}
+
+    multi_worker = cfg["distribute"] == "multi_worker"
+    pipes = data_lib.make_pipelines(
+        source,
+        preprocess,
+        augment=augment,
+        fit=fit_layer,
+        train_fit=train_fit,
+        labels=targets,
+        features=lambda x: _features(model, x),
+        batch_size=int(cfg["batch_size"]),
+        seed=seed,
+        cache=cfg["data"].get("cache", "auto"),
+        drop_remainder=multi_worker,
+    )
+    jit = cfg["jit_compile"]
+    if jit and strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+        # XLA cannot read a replica's variables across logical CPU devices (TF's known issue).
+        print("jit_compile is off: XLA does not run replicas on several logical CPU devices.")
+        jit = False
+    with strategy.scope():
+        try:
+            optimizer = make_optimizer(cfg, pipes.steps_per_epoch)
+        except ValueError as e:
+            raise SpecError(Problem(str(e), path="train.optimizer")) from e
+        model.compile(
+            optimizer=optimizer,
+            loss=obj.loss,
+            loss_weights=obj.loss_weights,
+            metrics=obj.metrics,
+            jit_compile=jit,
+        )
+
+    state = run_callbacks.load_state(out) if resume else None
+    initial_epoch, history = 0, {}
+    if state is not None:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(state["weights_path"])
+        initial_epoch, history = int(state["epoch"]), state["history"]
+        print(f"Resuming {out} after epoch {initial_epoch} of {cfg['epochs']}.")
+    else:
+        if resume:
+            print(f"Nothing to resume in {out}: starting a fresh run.")
+        run_callbacks.clear_checkpoints(out)
+
+    run_info = {
+        "name": resolved.name,
+        "spec_file": str(resolved.file),
+        "base_dir": str(base_dir) if base_dir else None,
+        "source": source.name,
+        "class_names": source.class_names,
+        "raw_shape": list(source.raw_shape),
+        "image_size": list(geometry["image_size"]) if geometry["image_size"] else None,
+        "crop_size": list(geometry["crop_hw"]) if geometry["crop_hw"] else None,
+        "input_shape": list(geometry["input_shape"]),
+        "outputs": [
+            {"name": o.name, "train_only": o.train_only, "loss_weight": o.loss_weight}
+            for o in resolved.outputs
+        ],
+        "main_output": main,
+        "classes": classes,
+        "train": cfg,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "train_examples": source.train.size,
+        "validation_examples": source.validation.size if source.validation else 0,
+        "status": "running",
+    }
+    files.write_text(out / "spec.yaml", yaml.safe_dump(resolved.document, sort_keys=False))
+    files.write_json(out / RUN_FILE, run_info)
+
+    recorder = run_callbacks.RunFiles(out, history)
+    callback_list: list[keras.callbacks.Callback] = [recorder]
+    callback_list.append(
+        keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0)
+    )
+    plateau = plateau_callback(cfg.get("schedule"))
+    if plateau is not None:
+        callback_list.append(plateau)
+    stopper = None
+    if cfg["early_stopping"]:
+        stopper = keras.callbacks.EarlyStopping(**cfg["early_stopping"], verbose=1)
+        callback_list.append(stopper)
+    callback_list.extend(callbacks)
+
+    if initial_epoch < cfg["epochs"]:
+        if multi_worker:
+            custom_fit(
+                model,
+                strategy,
+                train=pipes.train,
+                validation=pipes.validation,
+                objectives=obj,
+                global_batch_size=int(cfg["batch_size"]),
+                steps_per_epoch=pipes.steps_per_epoch,
+                epochs=int(cfg["epochs"]),
+                initial_epoch=initial_epoch,
+                callbacks=callback_list,
+                verbose=1 if verbose and worker.chief else 0,
+                jit_compile=jit is True,
+            )
+        else:
+            model.fit(
+                pipes.train,
+                validation_data=pipes.validation,
+                epochs=int(cfg["epochs"]),
+                initial_epoch=initial_epoch,
+                callbacks=callback_list,
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
+    elif recorder.history:
+        recorder.write_files()
+
+    stopped, message = None, ""
+    done = recorder.last_good_epoch
+    if recorder.nan is not None:
+        stopped = "nan"
+        epoch, batch = recorder.nan
+        where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch >= 0 else "")
+        kept = run_callbacks.load_state(out)
+        if kept is not None:
+            model.load_weights(kept["weights_path"])
+            keep = (
+                f"The last good checkpoint (epoch {kept['epoch']}) is kept in {out / 'checkpoint'}, "
+                f"and model.keras holds its weights."
+            )
+        else:
+            keep = "No epoch completed, so there is no checkpoint and no model.keras."
+        message = (
+            f"The loss became NaN at {where}; training stopped. {keep} Lower "
+            "`train.optimizer.<name>.learning_rate`, or add a schedule with warmup, then run "
+            "again (`--resume` continues from the checkpoint)."
+        )
+    elif stopper is not None and stopper.stopped_epoch > 0:
+        stopped = "early_stopping"
+        message = f"Early stopping after epoch {stopper.stopped_epoch + 1}."
+
+    model_path = None
+    if done > 0:
+        export = inference_model(model, resolved.outputs, preprocess, fit_layer, name=resolved.name)
+        model_path = save_model(export, out / "model.keras")
+    seconds = time.time() - started
+    run_info.update(
+        status=stopped or "completed",
+        epochs_done=done,
+        message=message,
+        seconds_last_call=round(seconds, 2),
+    )
+    files.write_json(out / RUN_FILE, run_info)
+    return RunResult(
+        out_dir=out,
+        epochs=done,
+        history=recorder.history,
+        metrics=run_callbacks.summarize(recorder.history),
+        stopped=stopped,
+        message=message,
+        model_path=model_path,
+        replicas=int(strategy.num_replicas_in_sync),
+        seconds=seconds,
+        model=model,
+    )
