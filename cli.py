@@ -127,13 +127,16 @@ def cmd_summary(args) -> int:
     from builder.summary import human, stats
 
     console = Console(width=max(80, _columns()))
-    all_stats = [stats(_build(spec, args)) for spec in args.spec]
+    builts = [_build(spec, args) for spec in args.spec]
+    all_stats = [stats(built) for built in builts]
     if len(all_stats) == 1:
         s = all_stats[0]
         table = Table(title=f"{s.name}", show_lines=False)
         for column in ("step", "type", "output shape", "neurons", "params", "mult-adds"):
             table.add_column(
-                column, justify="left" if column in ("step", "type", "output shape") else "right"
+                column,
+                justify="left" if column in ("step", "type", "output shape") else "right",
+                overflow="fold",  # long step names wrap rather than lose their end
             )
         for step in s.steps:
             shape = "x".join(str(d) for d in step.shape)
@@ -163,7 +166,35 @@ def cmd_summary(args) -> int:
     for label, fn in rows:
         table.add_row(label, *[fn(s) for s in all_stats])
     console.print(table)
+    if args.by_block:
+        for built, s in zip(builts, all_stats, strict=True):
+            console.print(_by_block_table(built, s))
     return 0
+
+
+def _by_block_table(built, totals):
+    from rich.table import Table
+
+    from builder.summary import by_block, human
+
+    table = Table(title=f"{totals.name}: by block")
+    for column in ("block", "kind", "uses", "params", "%", "mult-adds", "%"):
+        table.add_column(column, justify="left" if column in ("block", "kind") else "right")
+
+    def share(part: int, whole: int) -> str:
+        return f"{100 * part / whole:.1f}" if whole else "-"
+
+    for group in by_block(built):
+        table.add_row(
+            group.name,
+            group.kind,
+            str(group.count),
+            f"{group.params:,}",
+            share(group.params, totals.params),
+            human(group.madds),
+            share(group.madds, totals.madds),
+        )
+    return table
 
 
 def cmd_render(args) -> int:
@@ -171,6 +202,105 @@ def cmd_render(args) -> int:
     from builder.resolve import resolve_spec
 
     print(render(resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))), end="")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from builder.schema import schema_text
+
+    text = schema_text()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from builder.plot import plot_graph, require_dot, write_plot
+    from builder.resolve import resolve_spec
+
+    resolved = resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))
+    output = args.output or f"{resolved.name}.png"
+    if not output.endswith((".dot", ".gv")):
+        require_dot()  # before a slow build, not after
+    built = None
+    if args.expand or args.shapes:
+        _quiet_tensorflow()
+        from builder.compile import compile_spec
+
+        built = compile_spec(resolved)
+    graph = plot_graph(resolved, built, expand=args.expand, direction=args.direction)
+    print(f"wrote {write_plot(graph, output)}")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from builder.diff import diff_specs, stats_rows
+    from builder.resolve import resolve_spec
+
+    limits = _limits(args.limit)
+    overrides = _overrides(args.set)
+    a = resolve_spec(args.a, overrides, limits=limits)
+    b = resolve_spec(args.b, {**overrides, **_overrides(args.set_b)}, limits=limits)
+    labels = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
+    result = diff_specs(a, b, labels)
+    if result.same:
+        print(f"no differences: {labels[0]} and {labels[1]} resolve to the same spec")
+    elif args.unified:
+        _print_diff(result.unified(args.context))
+    else:
+        width = max(80, _columns())
+        print(f"A = {labels[0]}\nB = {labels[1]}")
+        _print_diff([line for change in result.changes for line in change.lines(width)])
+        counts = result.counts()
+        legend = {"changed": "changed (~)", "removed": "only in A (-)", "added": "only in B (+)"}
+        print(", ".join(f"{n} {legend[kind]}" for kind, n in counts.items() if n))
+    if args.params:
+        from rich.console import Console
+        from rich.table import Table
+
+        _quiet_tensorflow()
+        from builder.compile import compile_spec
+
+        table = Table(title="built")
+        for column, justify in (("", "left"), ("A", "right"), ("B", "right"), ("B - A", "right")):
+            table.add_column(column, justify=justify)
+        for row in stats_rows(compile_spec(a), compile_spec(b)):
+            table.add_row(*row)
+        Console(width=max(80, _columns())).print(table)
+    return 0 if result.same else 1
+
+
+def _print_diff(lines: list[str]) -> None:
+    if not sys.stdout.isatty():
+        print("\n".join(lines))
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    styles = {"+": "green", "-": "red", "@": "cyan", "~": "yellow"}
+    for line in lines:
+        style = "bold" if line.startswith(("+++", "---")) else styles.get(line[:1], "")
+        console.print(Text(line, style=style))
+
+
+def cmd_init(args) -> int:
+    from builder.scaffold import scaffold
+
+    text = scaffold(args.file, args.from_spec)
+    if args.file == "-":
+        sys.stdout.write(text)
+        return 0
+    if os.path.exists(args.file) and not args.force:
+        print(f"error: {args.file} exists; add --force to replace it", file=sys.stderr)
+        return 2
+    with open(args.file, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {args.file}; next: blockspec validate {args.file}")
     return 0
 
 
@@ -222,6 +352,48 @@ def cmd_evaluate(args) -> int:
     return evaluate_command(args.run_dir, tta)
 
 
+def cmd_tune(args) -> int:
+    _quiet_tensorflow()
+    from tuning.commands import tune_command
+
+    return tune_command(
+        args.spec,
+        _overrides(args.set),
+        args.out,
+        args.overwrite,
+        chief=args.chief,
+        worker=args.worker,
+        oracle=args.oracle,
+        limits=_limits(args.limit),
+    )
+
+
+def cmd_bench(args) -> int:
+    _quiet_tensorflow()
+    import json
+
+    from builder.bench import bench_spec
+
+    try:
+        report = bench_spec(
+            args.spec,
+            _overrides(args.set),
+            batch=args.batch,
+            steps=args.steps,
+            warmup=args.warmup,
+            precision=args.precision,
+            jit=args.jit,
+            limits=_limits(args.limit),
+        )
+    except ValueError as e:
+        if isinstance(e, SpecError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blockspec",
@@ -249,12 +421,46 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_summary,
     )
     _spec_args(p, many=True)
+    p.add_argument(
+        "--by-block",
+        action="store_true",
+        help="also group parameters and multiply-adds by block type",
+    )
     p = command(
         "render",
         "print the resolved spec as YAML (extends, imports, vars, defaults applied)",
         cmd_render,
     )
     _spec_args(p)
+    p = command("schema", "print the JSON Schema of the spec language, for editors", cmd_schema)
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    p = command("plot", "draw the network: blocks as boxes, branches, merges, aux heads", cmd_plot)
+    _spec_args(p)
+    p.add_argument(
+        "-o", "--output", metavar="F.png", help="png, svg, pdf or dot (default <name>.png)"
+    )
+    p.add_argument("--expand", action="store_true", help="draw the Keras layers inside each block")
+    p.add_argument("--shapes", action="store_true", help="label each step with its output shape")
+    p.add_argument(
+        "--direction", choices=("TB", "LR"), default="TB", help="top to bottom or left to right"
+    )
+    p = command("diff", "what differs between two specs, resolved; exit 1 if they differ", cmd_diff)
+    p.add_argument("a", metavar="A", help="a spec file or a zoo name")
+    p.add_argument("b", metavar="B", help="a spec file or a zoo name")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a key in both (repeatable)"
+    )
+    p.add_argument("--set-b", action="append", metavar="KEY=VALUE", help="override a key in B only")
+    p.add_argument("--limit", action="append", metavar="NAME=N", help="raise a safety limit")
+    p.add_argument("--unified", action="store_true", help="a line diff of the resolved YAML")
+    p.add_argument("--context", type=int, default=3, metavar="N", help="with --unified: context")
+    p.add_argument("--params", action="store_true", help="also build both and compare parameters")
+    p = command("init", "write a new spec with comments, to start from", cmd_init)
+    p.add_argument("file", nargs="?", default="my_net.yaml", help="the new file (- for stdout)")
+    p.add_argument(
+        "--from", dest="from_spec", metavar="SPEC", help="start from a zoo spec (extends)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing file")
     command("list", "list the zoo specs and step types", cmd_list)
     p = command("train", "fit a spec as its `train` section says", cmd_train)
     _spec_args(p)
@@ -265,6 +471,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", "evaluate a run, with and without test-time augmentation", cmd_evaluate)
     p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--tta", metavar="LIST", help="comma-separated: flip, crops")
+    p = command("tune", "search the spec's search spaces as its `tune` section says", cmd_tune)
+    _spec_args(p)
+    p.add_argument("--out", metavar="DIR", help="search folder (default runs/<spec name>-tune)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh (default: resume the folder's search)",
+    )
+    role = p.add_mutually_exclusive_group()
+    role.add_argument(
+        "--chief", action="store_true", help="serve the oracle to workers (distributed search)"
+    )
+    role.add_argument(
+        "--worker", type=int, metavar="N", help="run trials for the chief as worker N"
+    )
+    p.add_argument(
+        "--oracle", metavar="HOST:PORT", help="the chief's address (default 127.0.0.1:8000)"
+    )
+    p = command(
+        "bench",
+        "training and inference images/s and peak memory of a spec on this device "
+        "(GPU default: mixed precision + XLA)",
+        cmd_bench,
+    )
+    _spec_args(p)
+    p.add_argument(
+        "--batch", type=int, metavar="N", help="images per step (default train.batch_size or 32)"
+    )
+    p.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps (default 20)")
+    p.add_argument(
+        "--warmup", type=int, default=3, metavar="N", help="untimed steps first (default 3)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        default="auto",
+        help="dtype policy; auto = mixed_float16 on GPU, float32 on CPU",
+    )
+    p.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="XLA-compile the steps (default: on with a GPU, off on CPU)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -279,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `blockspec render x | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -158,3 +158,71 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(int(n))
+
+
+@dataclass
+class BlockStats:
+    """Parameters and multiply-adds of every use of one block type (`summary --by-block`).
+
+    Attributes:
+        name: the block type (`inception`, `bottleneck_residual`) or, for steps outside any
+            block, the step type (`conv`, `dense`).
+        kind: `user block`, `block`, `combinator` or `layer`.
+        count: how many steps of that type own layers.
+    """
+
+    name: str
+    kind: str
+    count: int = 0
+    params: int = 0
+    madds: int = 0
+
+
+def by_block(built: Built) -> list[BlockStats]:
+    """Where the parameters and multiply-adds sit, by the innermost block that owns each layer.
+
+    A layer belongs to the innermost user block or Python block around it (GoogLeNet's convs
+    to `inception`, ResNet's to `bottleneck_residual`); a layer outside any block belongs to its
+    top-level step's type (`conv`, `dense`, `residual`). Sorted by parameters, largest first.
+    """
+    from builder import registry
+
+    owners: list[tuple[str, tuple[str, str]]] = []
+    instances: dict[tuple[str, str], set[str]] = {}
+
+    def walk(steps, group):
+        for step in steps:
+            entry = registry.get(step.type) if step.block is None else None
+            if step.block is not None:
+                key, inner = (step.block, "user block"), True
+            elif entry is not None and entry.kind == "block":
+                key, inner = (step.type, "block"), True
+            else:
+                kind = entry.kind if entry is not None and entry.kind != "keras" else "layer"
+                key, inner = group or (step.type, kind), group is None
+            if inner:
+                instances.setdefault(key, set()).add(step.name)
+            owners.append((step.name, key))
+            for child in step.children:
+                walk(child, key)
+
+    walk(built.spec.network, None)
+    owners.sort(key=lambda item: len(item[0]), reverse=True)
+    groups: dict[tuple[str, str], BlockStats] = {}
+    for layer in built.model.layers:
+        key = next(
+            (
+                k
+                for prefix, k in owners
+                if layer.name == prefix or layer.name.startswith(prefix + "_")
+            ),
+            None,
+        )
+        if key is None:
+            continue
+        entry = groups.setdefault(key, BlockStats(key[0], key[1]))
+        entry.params += _params(layer)
+        entry.madds += layer_madds(layer)
+    for key, entry in groups.items():
+        entry.count = len(instances.get(key, ()))
+    return sorted(groups.values(), key=lambda b: (-b.params, -b.madds, b.name))

@@ -1,0 +1,649 @@
+"""The JSON Schema (draft 2020-12) of the spec language, generated from the registry.
+
+Editors use it for completion, hover help and checks while typing (see `docs/editor.md`). It is
+built from the same tables the resolver uses (the registry's typed `Param`s, the resolver's key
+lists, the `train` section's keys), so it cannot drift from what `blockspec validate` accepts.
+
+The schema is looser than the resolver where JSON Schema cannot see far enough: it does not know
+which user blocks a spec defines (any other identifier is accepted as a user block's type key,
+with any arguments), it checks types but not cross-references (`from`, `$name`), and values may
+always be a `$name`/`${expression}` string or a search space. `blockspec validate` stays the judge.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import types
+import typing
+from typing import Any, Literal
+
+from builder import registry
+from builder.registry import REQUIRED, Param, StepType
+
+SCHEMA_ID = "https://blockspec.dev/schema/spec-1.json"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+# `$name` or `${expression}`, as `builder.expr.reference` reads them (ECMA regex: no DOTALL).
+EXPRESSION_PATTERN = r"^\$([A-Za-z_][A-Za-z0-9_]*|\{[\s\S]*\})$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_REF_STEP = {"$ref": "#/$defs/step"}
+_REF_STEPS = {"$ref": "#/$defs/steps"}
+_REF_EXPR = {"$ref": "#/$defs/expression"}
+_REF_SPACE = {"$ref": "#/$defs/search_space"}
+
+
+# ----------------------------------------------------------------------------- types
+
+
+def type_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of a `Param.annotation` (`int | list[int]` -> anyOf integer, array).
+
+    Example:
+        >>> type_schema(int | None)
+        {'type': ['integer', 'null']}
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return {}
+    if annotation is None or annotation is type(None):
+        return {"type": "null"}
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        parts = [type_schema(a) for a in typing.get_args(annotation)]
+        if any(not p for p in parts):
+            return {}
+        if all(set(p) == {"type"} for p in parts):
+            names: list[str] = []
+            for p in parts:
+                for name in p["type"] if isinstance(p["type"], list) else [p["type"]]:
+                    if name not in names:
+                        names.append(name)
+            return {"type": names}
+        return {"anyOf": parts}
+    if origin is Literal:
+        return {"enum": list(typing.get_args(annotation))}
+    if origin in (list, tuple):
+        args = typing.get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return {
+                "type": "array",
+                "prefixItems": [type_schema(a) for a in args],
+                "items": False,
+                "minItems": len(args),
+            }
+        item = type_schema(args[0]) if args else {}
+        return {"type": "array", "items": item} if item else {"type": "array"}
+    if origin is dict:
+        return {"type": "object"}
+    simple = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        tuple: "array",
+        dict: "object",
+    }
+    if annotation in simple:
+        return {"type": simple[annotation]}
+    return {}
+
+
+def _accepts_strings(schema: dict[str, Any]) -> bool:
+    kinds = schema.get("type")
+    return not schema or kinds == "string" or (isinstance(kinds, list) and "string" in kinds)
+
+
+def value_schema(
+    schema: dict[str, Any], description: str = "", default: Any = REQUIRED
+) -> dict[str, Any]:
+    """A value of `schema`, or a `$name`/`${expression}` string, or a search space."""
+    if not schema:
+        out: dict[str, Any] = {}
+    elif _accepts_strings(schema):
+        out = {"anyOf": [schema, _REF_SPACE]}
+    else:
+        out = {"anyOf": [schema, _REF_EXPR, _REF_SPACE]}
+    if description:
+        out["description"] = description
+    if default is not REQUIRED and _is_json(default):
+        out["default"] = list(default) if isinstance(default, tuple) else default
+    return out
+
+
+def _is_json(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _ranged(param: Param, schema: dict[str, Any]) -> dict[str, Any]:
+    """The resolver's per-name range rules (`filters` > 0, `rate` in [0, 1)) in schema words."""
+    if param.name in registry._POSITIVE:
+        return _map_numbers(schema, {"exclusiveMinimum": 0})
+    if param.name in ("rate", "dropout") and schema.get("type") == "number":
+        return {**schema, "minimum": 0, "exclusiveMaximum": 1}
+    return schema
+
+
+def _map_numbers(schema: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    kinds = schema.get("type")
+    if kinds in ("integer", "number"):
+        return {**schema, **extra}
+    if kinds == "array" and isinstance(schema.get("items"), dict):
+        return {**schema, "items": _map_numbers(schema["items"], extra)}
+    if isinstance(kinds, list) and set(kinds) <= {"integer", "number", "null"}:
+        numbers = [k for k in kinds if k != "null"]
+        parts = [{"type": numbers[0] if len(numbers) == 1 else numbers, **extra}]
+        return {"anyOf": [*parts, {"type": "null"}]} if "null" in kinds else parts[0]
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_map_numbers(s, extra) for s in schema["anyOf"]]}
+    return schema
+
+
+def _param_description(param: Param) -> str:
+    what = registry.describe(param.annotation)
+    if param.required:
+        return f"{what}; required"
+    default = param.default
+    shown = json.dumps(list(default) if isinstance(default, tuple) else default)
+    return f"{what}; default {shown if _is_json(default) else repr(default)}"
+
+
+# ----------------------------------------------------------------------------- step types
+
+# How a combinator's step-holding arguments are shaped (the resolver turns them into children).
+_STEP_ARGS: dict[str, dict[str, Any]] = {
+    "steps": _REF_STEPS,
+    "body": _REF_STEPS,
+    "branches": {
+        "type": "array",
+        "items": _REF_STEPS,
+        "minItems": 1,
+        "description": "a list of branches, each a list of steps; all read the same input",
+    },
+    "shortcut": {
+        "anyOf": [{"enum": ["auto", "identity"]}, _REF_STEPS],
+        "description": "auto (identity when shapes match, else 1x1 conv + batch norm), "
+        "identity, or a list of steps",
+        "default": "auto",
+    },
+    "layer": _REF_STEP,
+}
+
+
+def _arg_schema(entry: StepType, param: Param) -> dict[str, Any]:
+    if entry.kind == "combinator" and param.name in _STEP_ARGS:
+        return _STEP_ARGS[param.name]
+    schema = _nested_values(_ranged(param, type_schema(param.annotation)))
+    return value_schema(schema, _param_description(param), param.default)
+
+
+def _nested_values(schema: dict[str, Any]) -> dict[str, Any]:
+    """Lets list items be `$name`/`${...}` or search spaces too (`filters: [96, 96, $classes]`)."""
+    out = dict(schema)
+    if isinstance(out.get("items"), dict):
+        out["items"] = value_schema(_nested_values(out["items"]))
+    if "prefixItems" in out:
+        out["prefixItems"] = [value_schema(_nested_values(s)) for s in out["prefixItems"]]
+    if "anyOf" in out:
+        out["anyOf"] = [_nested_values(s) for s in out["anyOf"]]
+    return out
+
+
+def args_mapping(entry: StepType) -> dict[str, Any]:
+    """The keyword form of a step type's arguments: declared ones typed, Keras passthrough any."""
+    properties: dict[str, Any] = {name: _arg_schema(entry, p) for name, p in entry.params.items()}
+    for name in sorted(entry.passthrough):
+        properties.setdefault(name, True)  # passed to Keras as is
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def step_type_schema(entry: StepType) -> dict[str, Any]:
+    """Every form a step type's value may take: a mapping, a positional list, a scalar, empty.
+
+    The mapping form lives in `$defs/args_<type>` (shared with `defaults`); the other forms
+    point into it.
+    """
+    args = f"#/$defs/args_{entry.name}"
+    forms: list[dict[str, Any]] = [{"$ref": args}, {"type": "null"}]
+    primary = entry.params.get(entry.primary) if entry.primary else None
+    list_primary = primary is not None and (
+        primary.annotation in (list, Any) or typing.get_origin(primary.annotation) is list
+    )
+    if primary is not None:
+        forms.append({"$ref": f"{args}/properties/{primary.name}"})
+    if not list_primary:
+        positional = [{"$ref": f"{args}/properties/{name}"} for name in entry.params]
+        form: dict[str, Any] = {
+            "type": "array",
+            "description": "positional: " + (", ".join(entry.params) or "no arguments"),
+        }
+        form.update({"prefixItems": positional, "items": False} if positional else {"maxItems": 0})
+        forms.append(form)
+    out: dict[str, Any] = {"anyOf": forms}
+    doc = " ".join(entry.doc.split())
+    if doc:
+        out["description"] = doc
+    return out
+
+
+def _keras_entries() -> dict[str, StepType]:
+    out = {}
+    for name in sorted(registry.keras_layer_table()):
+        entry = registry.get(name)
+        if entry is not None and entry.kind == "keras":
+            out[name] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _space_defs() -> dict[str, Any]:
+    from builder.spaces import SAMPLINGS
+
+    number_or_expr = {"anyOf": [{"type": "number"}, _REF_EXPR]}
+    int_or_expr = {"anyOf": [{"type": "integer"}, _REF_EXPR]}
+
+    def ranged(kind: str, number: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "tune": {"const": kind},
+                "min": number,
+                "max": number,
+                "step": number,
+                "sampling": {"enum": list(SAMPLINGS), "default": "linear"},
+                "default": number,
+            },
+            "required": ["tune", "min", "max"],
+            "additionalProperties": False,
+        }
+
+    return {
+        "search_space": {
+            "description": "a hyperparameter: {tune: int|float|choice|bool, ...}; building "
+            "without tuning uses `default` (or min, the first value, false)",
+            "type": "object",
+            "required": ["tune"],
+            "anyOf": [
+                ranged("int", int_or_expr),
+                ranged("float", number_or_expr),
+                {
+                    "type": "object",
+                    "properties": {
+                        "tune": {"const": "choice"},
+                        "values": {"type": "array", "minItems": 1},
+                        "default": {},
+                    },
+                    "required": ["tune", "values"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"tune": {"const": "bool"}, "default": {"type": "boolean"}},
+                    "required": ["tune"],
+                    "additionalProperties": False,
+                },
+            ],
+        },
+        "step_choice": {
+            "description": "a choice between whole steps: {tune: choice, values: [steps]}",
+            "type": "object",
+            "properties": {
+                "tune": {"const": "choice"},
+                "values": {"type": "array", "items": _REF_STEP, "minItems": 1},
+                "default": _REF_STEP,
+            },
+            "required": ["tune", "values"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
+    from builder.resolve import STEP_KEYS
+
+    step_keys = {
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "makes the step referable (`from`, `outputs`); unique in its scope",
+        },
+        "from": {
+            "description": "the step(s) or input(s) this step reads; default: the previous step",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ],
+        },
+        "repeat": value_schema(
+            {"type": "integer", "minimum": 1},
+            "apply the step N times in a row, each with its own weights; `$i` is the index",
+        ),
+        "first": {
+            "type": "object",
+            "description": "with `repeat`: arguments for the first repetition only",
+        },
+    }
+    missing = set(STEP_KEYS) - set(step_keys)
+    if missing:  # a new step key in the resolver must be described here
+        raise RuntimeError(f"builder.schema does not describe step keys {sorted(missing)}")
+    type_properties = {name: {"$ref": f"#/$defs/type_{name}"} for name in known}
+    return {
+        "steps": {"type": "array", "items": _REF_STEP},
+        "step": {
+            "description": "a step: one type key (layer, combinator, block, keras.layers class) "
+            "and optionally name, from, repeat, first",
+            "anyOf": [{"$ref": "#/$defs/plain_step"}, {"$ref": "#/$defs/step_choice"}],
+        },
+        "plain_step": {
+            "type": "object",
+            "properties": {**step_keys, **type_properties},
+            # Any other identifier is a user block (from `blocks:` or `imports:`).
+            "additionalProperties": {"$ref": "#/$defs/user_block_args"},
+            "propertyNames": {"pattern": NAME_PATTERN},
+            # Exactly one type key: a known type key allows only step keys beside it ...
+            "dependentSchemas": {
+                name: {"propertyNames": {"enum": [name, *STEP_KEYS]}} for name in known
+            },
+            # ... and there is at least one key that is not a step key (and no `tune`).
+            "not": {
+                "anyOf": [{"required": ["tune"]}, {"propertyNames": {"enum": list(STEP_KEYS)}}]
+            },
+        },
+        "user_block_args": {
+            "description": "arguments of a user block: a mapping, a positional list, or empty",
+            "type": ["object", "array", "null"],
+        },
+        **{f"type_{name}": step_type_schema(entry) for name, entry in known.items()},
+        **{f"args_{name}": args_mapping(entry) for name, entry in known.items()},
+    }
+
+
+def _defaults_schema(known: dict[str, StepType]) -> dict[str, Any]:
+    return {
+        "description": "default arguments per step type, merged under each step's own",
+        "type": "object",
+        "properties": {
+            name: {"$ref": f"#/$defs/args_{name}"}
+            for name, entry in known.items()
+            if entry.kind != "combinator"
+        },
+        "additionalProperties": {"type": "object"},
+        "propertyNames": {"pattern": NAME_PATTERN},
+    }
+
+
+def _blocks_schema() -> dict[str, Any]:
+    from builder.resolve import BLOCK_KEYS
+
+    block = {
+        "type": "object",
+        "properties": {
+            "args": {
+                "description": "argument name -> default (null = required); the order is the "
+                "positional order",
+                "type": ["object", "null"],
+                "propertyNames": {"pattern": NAME_PATTERN, "not": {"enum": ["i", "name"]}},
+            },
+            "body": {**_REF_STEPS, "minItems": 1},
+            "description": {"type": "string"},
+        },
+        "required": ["body"],
+        "additionalProperties": False,
+    }
+    if set(block["properties"]) != set(BLOCK_KEYS):
+        raise RuntimeError(f"builder.schema describes block keys other than {BLOCK_KEYS}")
+    reserved = sorted(n for n, e in registry.all_types().items() if e.kind != "block")
+    return {
+        "description": "user blocks: {args, body}; used like built-in blocks",
+        "type": "object",
+        "additionalProperties": block,
+        "propertyNames": {"pattern": NAME_PATTERN, "not": {"enum": reserved}},
+    }
+
+
+def _shape_schema(description: str = "") -> dict[str, Any]:
+    dim = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}, _REF_EXPR]}
+    return value_schema(
+        {"type": "array", "items": dim, "minItems": 1, "maxItems": 8},
+        description or "a shape without the batch axis, e.g. [224, 224, 3]; null for any size",
+    )
+
+
+def _inputs_schema() -> dict[str, Any]:
+    from builder.resolve import _DTYPES
+
+    one = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "shape": _shape_schema(),
+                    "dtype": {"enum": list(_DTYPES), "default": "float32"},
+                },
+                "required": ["shape"],
+                "additionalProperties": False,
+            },
+            _shape_schema(),
+        ]
+    }
+    return {
+        "description": "several inputs: name -> {shape, dtype}",
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": one,
+        "propertyNames": {"pattern": NAME_PATTERN},
+    }
+
+
+def _outputs_schema() -> dict[str, Any]:
+    from builder.resolve import OUTPUT_KEYS
+
+    properties = {
+        "from": value_schema({"type": "string"}, "the step it reads; default: the same name"),
+        "activation": value_schema(
+            {"type": ["string", "null"]}, "a final activation layer (softmax, sigmoid, ...)"
+        ),
+        "loss": {"description": "a Keras loss name (or a mapping of its config)"},
+        "loss_weight": value_schema({"type": "number", "minimum": 0}, default=1.0),
+        "metrics": value_schema(
+            {"anyOf": [{"type": "string"}, {"type": "array"}]}, "Keras metric names"
+        ),
+        "train_only": value_schema(
+            {"type": "boolean"}, "an auxiliary head: trained, removed from the inference model"
+        ),
+    }
+    if set(properties) != set(OUTPUT_KEYS):
+        raise RuntimeError(f"builder.schema describes output keys other than {OUTPUT_KEYS}")
+    return {
+        "description": "output name -> {from, activation, loss, loss_weight, metrics, train_only}",
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {
+            "type": ["object", "null"],
+            "properties": properties,
+            "additionalProperties": False,
+        },
+        "propertyNames": {"pattern": NAME_PATTERN},
+    }
+
+
+def _tune_schema() -> dict[str, Any]:
+    from builder.resolve import TUNE_KEYS, TUNERS
+
+    positive = {"type": "integer", "minimum": 1}
+    properties: dict[str, Any] = {
+        "tuner": {"enum": list(TUNERS), "description": "the keras-tuner search algorithm"},
+        "objective": {
+            "description": "a Keras metric name (val_accuracy) or {output, metric, direction}",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "output": {"type": "string"},
+                        "metric": {"type": "string"},
+                        "direction": {"enum": ["min", "max"]},
+                        "split": {"type": "string"},
+                    },
+                    "required": ["metric"],
+                    "additionalProperties": False,
+                },
+            ],
+        },
+        "seed": {"type": "integer"},
+    }
+    for key in TUNE_KEYS:
+        properties.setdefault(key, value_schema(positive))
+    return {
+        "description": "how `blockspec tune` searches",
+        "type": "object",
+        "properties": {k: properties[k] for k in TUNE_KEYS},
+        "additionalProperties": False,
+    }
+
+
+def _train_schema() -> dict[str, Any]:
+    try:
+        from training import config
+    except ImportError:  # the training package is optional for the language itself
+        return {"description": "how `blockspec train` fits the model", "type": "object"}
+    positive = value_schema({"type": "integer", "minimum": 1})
+    number = value_schema({"type": "number", "minimum": 0})
+    one_key = {"type": "object", "minProperties": 1, "maxProperties": 1}
+    data_keys = sorted(set().union(*config.DATA_KEYS.values()))
+    known: dict[str, Any] = {
+        "data": {
+            "description": "source: " + " | ".join(config.SOURCES),
+            "type": "object",
+            "properties": {
+                k: {"enum": list(config.SOURCES)} if k == "source" else {} for k in data_keys
+            },
+            "additionalProperties": False,
+        },
+        "batch_size": positive,
+        "epochs": positive,
+        "optimizer": {
+            "description": "a Keras optimizer: `adam`, or {sgd: {learning_rate: 0.01}}",
+            "anyOf": [{"type": "string"}, one_key],
+        },
+        "schedule": {
+            "description": "one of " + ", ".join(config.SCHEDULES),
+            "anyOf": [
+                {"type": "null"},
+                {**one_key, "propertyNames": {"enum": list(config.SCHEDULES)}},
+            ],
+        },
+        "weight_decay": number,
+        "label_smoothing": number,
+        "augment": {"description": "Keras preprocessing steps (random_crop, ...)", "type": "array"},
+        "precision": {"enum": list(config.PRECISIONS)},
+        "jit_compile": {"enum": [True, False, "auto"]},
+        "distribute": {"enum": list(config.DISTRIBUTE)},
+        "early_stopping": {
+            "anyOf": [
+                {"type": ["boolean", "null"]},
+                {
+                    "type": "object",
+                    "propertyNames": {"enum": list(config.EARLY_STOPPING_KEYS)},
+                },
+            ]
+        },
+        "seed": value_schema({"type": "integer"}),
+        "evaluate": {
+            "type": ["object", "null"],
+            "properties": {
+                "tta": {"type": ["array", "null"], "items": {"enum": list(config.TTA_VIEWS)}}
+            },
+            "additionalProperties": False,
+        },
+    }
+    properties = {key: known.get(key, {}) for key in config.TRAIN_DEFAULTS}
+    return {
+        "description": "how `blockspec train` fits the model",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+# ----------------------------------------------------------------------------- the schema
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec file, draft 2020-12.
+
+    Returns:
+        A JSON-serialisable mapping; `blockspec schema` prints it.
+
+    Example:
+        >>> schema = json_schema()
+        >>> schema["properties"]["spec"]
+        {'const': 1, 'description': 'the language version'}
+    """
+    from builder.resolve import SPEC_VERSION, TOP_KEYS
+
+    known = {**registry.all_types(), **_keras_entries()}
+    properties: dict[str, Any] = {
+        "spec": {"const": SPEC_VERSION, "description": "the language version"},
+        "name": {"type": "string", "minLength": 1, "description": "the model's name"},
+        "description": {"type": "string", "description": "free text about the network"},
+        "extends": {
+            "type": "string",
+            "description": "a zoo name (resnet50) or a path; this file is merged over it",
+        },
+        "imports": {
+            "description": "spec files whose `blocks` become usable here",
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        },
+        "vars": {
+            "description": "named values, used as $name or ${expression}",
+            "type": "object",
+            "propertyNames": {"pattern": NAME_PATTERN, "not": {"const": "i"}},
+        },
+        "input": _shape_schema(
+            "one input named `input`: its shape without the batch axis, e.g. [224, 224, 3]"
+        ),
+        "inputs": _inputs_schema(),
+        "defaults": _defaults_schema(known),
+        "blocks": _blocks_schema(),
+        "network": {**_REF_STEPS, "minItems": 1, "description": "the list of steps"},
+        "outputs": _outputs_schema(),
+        "train": _train_schema(),
+        "tune": _tune_schema(),
+    }
+    if list(properties) != list(TOP_KEYS):
+        raise RuntimeError(f"builder.schema describes top-level keys other than {TOP_KEYS}")
+    return {
+        "$schema": DRAFT,
+        "$id": SCHEMA_ID,
+        "title": "blockspec spec",
+        "description": "A network as a composition of blocks (blockspec language version "
+        f"{SPEC_VERSION}). Generated by `blockspec schema`.",
+        "type": "object",
+        "properties": properties,
+        "required": ["spec"],
+        "additionalProperties": False,
+        "$defs": {
+            "expression": {
+                "type": "string",
+                "pattern": EXPRESSION_PATTERN,
+                "description": "$name (a var or block argument) or ${expression}",
+            },
+            **_space_defs(),
+            **_step_defs(known),
+        },
+    }
+
+
+def schema_text() -> str:
+    """The schema as JSON text (stable: the same registry gives the same bytes)."""
+    return json.dumps(json_schema(), indent=1, ensure_ascii=False) + "\n"

@@ -1,0 +1,148 @@
+"""The docs say what the code does: every YAML example loads, the reference is current, pictures and
+links exist, and every command's help has an example and fits a terminal of 80 columns."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+import cli
+from builder import registry
+from builder.load import zoo_names
+from builder.render import render
+from builder.resolve import resolve_spec
+from builder.scaffold import scaffold
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+def blocks(page: Path, language: str) -> list[tuple[int, str]]:
+    """(line, text) of each fenced block of `language` in `page`."""
+    text = page.read_text()
+    return [
+        (text[: m.start()].count("\n") + 1, m.group(2))
+        for m in FENCE.finditer(text)
+        if m.group(1) == language
+    ]
+
+
+def _is_fragment(block: str) -> bool:
+    return block.lstrip().startswith("# fragment")
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------- YAML examples
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_yaml_example_loads(page: Path, tmp_path):
+    """Whole specs resolve. `# file: NAME` saves a block as NAME, for later `extends: NAME`."""
+    examples = [(line, b) for line, b in blocks(page, "yaml") if not _is_fragment(b)]
+    for index, (line, block) in enumerate(examples):
+        named = re.match(r"\s*# file: (\S+)", block)
+        path = tmp_path / (named.group(1) if named else f"example_{index}.yaml")
+        path.write_text(block)
+        try:
+            resolve_spec(str(path))
+        except Exception as e:  # report which example, then fail
+            pytest.fail(f"{page.name}:{line}: the example does not load:\n{e}")
+
+
+def test_the_tutorial_spec_is_what_init_writes(tmp_path):
+    tutorial = dict(
+        (re.match(r"\s*# file: (\S+)", b).group(1), b)
+        for _, b in blocks(DOCS / "tutorial.md", "yaml")
+        if b.lstrip().startswith("# file:")
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ours = tmp_path / "a" / "my_net.yaml"
+    ours.write_text(tutorial["my_net.yaml"])
+    theirs = tmp_path / "b" / "my_net.yaml"
+    theirs.write_text(scaffold(str(theirs)))
+    assert render(resolve_spec(str(ours))) == render(resolve_spec(str(theirs)))
+
+
+def test_the_python_block_example_registers_and_builds(tmp_path):
+    page = DOCS / "adding_blocks.md"
+    code = blocks(page, "python")[0][1]
+    example = next(b for _, b in blocks(page, "yaml") if "squeeze_excite" in b)
+    assert "squeeze_excite" not in registry.all_types()
+    try:
+        exec(compile(code, str(page), "exec"), {"__name__": "docs_example"})
+        assert "squeeze_excite" in registry.all_types()
+        path = tmp_path / "se_net.yaml"
+        path.write_text(example)
+        from builder.compile import compile_spec
+
+        model = compile_spec(resolve_spec(str(path))).model
+        names = {layer.name for layer in model.layers}
+        assert {"se1_squeeze", "se1_reduce", "se1_expand", "se1_scale"} <= names
+    finally:
+        registry._REGISTRY.pop("squeeze_excite", None)  # leave the registry as the tests found it
+
+
+# ----------------------------------------------------------------------------- generated files
+
+
+def test_reference_is_current():
+    generated = _load_tool("gen_reference").generate()
+    current = (DOCS / "reference.md").read_text()
+    assert current == generated, "docs/reference.md is stale: run python tools/gen_reference.py"
+
+
+def test_reference_lists_every_step_type():
+    text = (DOCS / "reference.md").read_text()
+    for name in registry.all_types():
+        assert f"### `{name}`" in text, name
+
+
+def test_every_zoo_spec_has_its_picture():
+    missing = [n for n in zoo_names() if not (DOCS / "pictures" / f"{n}.svg").is_file()]
+    assert not missing, f"run python tools/gen_pictures.py {' '.join(missing)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_links_and_pictures_exist(page: Path):
+    text = FENCE.sub("", page.read_text())
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page.name} links to {target}, which does not exist"
+
+
+# ----------------------------------------------------------------------------- help texts
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser, **sub.choices}
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_help_has_an_example_and_fits_80_columns(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.build_parser().parse_args([command, "--help"] if command else ["--help"])
+    text = out.getvalue()
+    assert "Example: blockspec" in text
+    too_long = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_long, too_long
