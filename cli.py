@@ -160,9 +160,15 @@ def cmd_summary(args) -> int:
         ("FC parameters", lambda s: f"{s.fc_params:,}"),
         ("FC / conv", lambda s: f"{s.fc_params / s.conv_params:.2f}x" if s.conv_params else "-"),
         ("multiply-adds", lambda s: human(s.madds)),
-        ("depth (conv+FC)", lambda s: str(s.depth)),
+        ("depth (weighted layers)", lambda s: str(s.depth)),
         ("Keras layers", lambda s: str(s.layers)),
     ]
+    if any(s.deployed_params != s.params for s in all_stats):
+        # Train-only heads (GoogLeNet's aux classifiers) are not part of the deployed network.
+        rows[4:4] = [
+            ("deployed parameters", lambda s: f"{s.deployed_params:,}"),
+            ("deployed FC parameters", lambda s: f"{s.deployed_fc_params:,}"),
+        ]
     for label, fn in rows:
         table.add_row(label, *[fn(s) for s in all_stats])
     console.print(table)

@@ -20,6 +20,7 @@ _CONV_CLASSES = (
     "SeparableConv1D",
 )
 _FC_CLASSES = ("Dense", "EinsumDense")
+_RNN_CLASSES = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 
 
 @dataclass
@@ -46,6 +47,8 @@ class ModelStats:
     madds: int
     depth: int
     layers: int
+    deployed_params: int = 0  # without the train-only outputs' own layers (aux heads)
+    deployed_fc_params: int = 0
 
 
 def _params(layer) -> int:
@@ -70,10 +73,15 @@ def layer_madds(layer) -> int:
         return int(math.prod(layer.kernel.shape) * math.prod(d or 1 for d in in_shape[1:-1]))
     if cls in ("DepthwiseConv2D", "DepthwiseConv1D"):
         return int(math.prod(layer.kernel.shape) * positions)
-    if cls in ("LSTM", "GRU", "SimpleRNN") and in_shape is not None:
-        cell = layer.cell
+    if cls in _RNN_CLASSES and in_shape is not None:
         steps = in_shape[1] or 1
-        return int((math.prod(cell.kernel.shape) + math.prod(cell.recurrent_kernel.shape)) * steps)
+        rnns = [layer.forward_layer, layer.backward_layer] if cls == "Bidirectional" else [layer]
+        return int(
+            sum(
+                (math.prod(r.cell.kernel.shape) + math.prod(r.cell.recurrent_kernel.shape)) * steps
+                for r in rnns
+            )
+        )
     kernel = getattr(layer, "kernel", None)
     if kernel is not None and hasattr(kernel, "shape"):
         return int(math.prod(kernel.shape) * positions)
@@ -86,11 +94,36 @@ def _kind(layer) -> str:
         return "conv"
     if cls in _FC_CLASSES:
         return "fc"
+    if cls in _RNN_CLASSES:
+        return "rnn"
     return "other"
 
 
+def _parents(layer):
+    for node in getattr(layer, "_inbound_nodes", []):
+        for parent in node.parent_nodes:
+            yield parent.operation
+
+
+def _deployed_layers(model, train_only: set[str]) -> set[int]:
+    """ids of the layers that the outputs not marked `train_only` depend on."""
+    seen: set[int] = set()
+    stack = [
+        t._keras_history[0]
+        for name, t in zip(model.output_names, model.outputs, strict=True)
+        if name not in train_only
+    ]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        stack.extend(_parents(layer))
+    return seen
+
+
 def depth(model) -> int:
-    """Layers with weights (convolutions, FC) on the longest path from an input to an output."""
+    """Layers with weights (convolution, FC, recurrent) on the longest path from input to output."""
     memo: dict[int, int] = {}
 
     def layer_depth(layer) -> int:
@@ -99,10 +132,9 @@ def depth(model) -> int:
             return memo[key]
         memo[key] = 0
         best = 0
-        for node in getattr(layer, "_inbound_nodes", []):
-            for parent in node.parent_nodes:
-                best = max(best, layer_depth(parent.operation))
-        own = 1 if _kind(layer) in ("conv", "fc") else 0
+        for parent in _parents(layer):
+            best = max(best, layer_depth(parent))
+        own = 1 if _kind(layer) in ("conv", "fc", "rnn") else 0
         memo[key] = best + own
         return memo[key]
 
@@ -139,6 +171,8 @@ def stats(built: Built) -> ModelStats:
             entry.neurons = math.prod(d or 1 for d in entry.shape)
     steps = list(per_step.values())
     trainable = int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    deployed = _deployed_layers(model, {o.name for o in spec.outputs if o.train_only})
+    deployed_layers = [layer for layer in model.layers if id(layer) in deployed]
     return ModelStats(
         name=spec.name,
         steps=steps,
@@ -149,6 +183,8 @@ def stats(built: Built) -> ModelStats:
         madds=sum(s.madds for s in steps),
         depth=depth(model),
         layers=len(model.layers),
+        deployed_params=sum(_params(layer) for layer in deployed_layers),
+        deployed_fc_params=sum(_params(layer) for layer in deployed_layers if _kind(layer) == "fc"),
     )
 
 

@@ -131,3 +131,22 @@ def test_help_has_an_example(command, capsys):
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     assert "Example:" in capsys.readouterr().out
+
+
+def test_summary_shows_the_deployed_fc_layer_beside_vgg(capsys):
+    # The seed: GoogLeNet's single FC layer is ~1% of VGG's FC parameters (aux heads are train-only).
+    assert cli.main(["summary", "googlenet", "vgg16", "--set", "input=[224,224,3]"]) == 0
+    out = capsys.readouterr().out
+    assert "deployed FC parameters" in out
+    assert "1,025,000" in out and "123,642,856" in out
+
+
+def test_summary_counts_recurrent_layers():
+    from builder.compile import compile_spec
+    from builder.resolve import resolve_spec
+    from builder.summary import stats
+
+    s = stats(compile_spec(resolve_spec("digits_lstm")))
+    recurrent = [step for step in s.steps if step.type in ("lstm", "gru", "bidirectional")]
+    assert recurrent and all(step.madds > 0 for step in recurrent)
+    assert s.depth >= len(recurrent) + 1
