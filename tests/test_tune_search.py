@@ -1,0 +1,188 @@
+"""`blockspec tune` searches: every tuner, failed trials, resume, --overwrite, best.yaml trains.
+
+Tiny models on 48 synthetic 8x8 images, one epoch per trial.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+import cli
+from builder.errors import SpecError
+from builder.resolve import resolve_spec
+from tuning.search import run_search
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SPEC = """
+spec: 1
+name: tiny_tune
+input: [8, 8, 1]
+vars:
+  width: {tune: int, min: 4, max: 8, step: 4}
+defaults:
+  conv: {activation: relu, padding: same}
+network:
+  - conv: {filters: $width, kernel: 3}
+    name: stem
+  - tune: choice
+    values:
+      - conv: {filters: {tune: choice, values: [4, 8]}, kernel: 3}
+      - max_pool: {size: 2}
+  - global_avg_pool: {}
+  - dense: 10
+    name: main
+outputs:
+  main: {activation: softmax, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+train:
+  data: {source: synthetic, samples: 48, validation_split: 0.25}
+  batch_size: 16
+  epochs: 1
+  optimizer: {adam: {learning_rate: {tune: float, min: 1.0e-3, max: 1.0e-2, sampling: log}}}
+tune:
+  tuner: random
+  max_trials: 2
+  objective: {output: main, metric: accuracy}
+"""
+
+
+@pytest.fixture
+def spec(tmp_path) -> Path:
+    path = tmp_path / "tiny_tune.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
+def test_each_tuner_runs_two_trials(spec, tmp_path, tuner):
+    out = tmp_path / "out"
+    overrides = {"tune.tuner": tuner}
+    if tuner == "hyperband":  # one bracket of one 1-epoch trial, twice
+        overrides.update({"tune.max_epochs": 1, "tune.hyperband_iterations": 2})
+    result = run_search(str(spec), overrides, out)
+    table = rows(out)
+    assert len(table) == 2 and result.trials == 2
+    assert [r["status"] for r in table] == ["COMPLETED", "COMPLETED"]
+    assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in table)
+    assert {"vars/width", "choice", "train/optimizer/adam/learning_rate"} <= set(table[0])
+    assert (out / "objective.png").stat().st_size > 0
+    best = resolve_spec(str(out / "best.yaml"))
+    assert best.hyperparameters == []
+    assert result.best_score == max(float(r["val_accuracy"]) for r in table)
+    # A trial's run folder is a `blockspec train` run folder.
+    run = out / "trials" / f"trial_{table[0]['trial']}" / "run"
+    assert (run / "model.keras").is_file() and (run / "history.csv").is_file()
+
+
+def test_cli_tune_and_best_yaml_trains_as_is(spec, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["tune", str(spec), "--out", str(out), "--set", "tune.max_trials=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "trial 0 completed" in printed and "best.yaml" in printed
+    text = (out / "best.yaml").read_text()
+    assert "tune: int" not in text and "tune: choice" not in text
+    assert cli.main(["validate", str(out / "best.yaml")]) == 0
+    assert "search spaces" not in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert cli.main(["train", str(out / "best.yaml"), "--out", str(run)]) == 0
+    assert (run / "model.keras").is_file()
+
+    # It trains what the trial trained: same seed, so the same first weights and batches.
+    def losses(folder: Path) -> list[float]:
+        with open(folder / "history.csv", newline="") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
+
+    assert losses(run) == pytest.approx(losses(out / "trials" / "trial_0" / "run"), rel=1e-5)
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    spec = tmp_path / "pools.yaml"
+    spec.write_text(
+        SPEC.replace(
+            "  - global_avg_pool: {}",
+            "  - max_pool: {size: 2}\n    repeat: {tune: choice, values: [1, 4]}\n    name: pools\n"
+            "  - flatten: {}",
+        )
+        .replace("{tune: float, min: 1.0e-3, max: 1.0e-2, sampling: log}", "0.01")
+        .replace("tuner: random", "tuner: grid")
+    )
+    out = tmp_path / "out"
+    result = run_search(
+        str(spec), None, out
+    )  # grid: the defaults, then the last space's next value
+    table = rows(out)
+    assert [(r["status"], r["pools/repeat"]) for r in table] == [
+        ("COMPLETED", "1"),
+        ("FAILED", "4"),
+    ]
+    assert "Computed output size would be zero or negative" in table[1]["reason"]
+    assert "network[2].max_pool" in table[1]["reason"]
+    assert (result.trials, result.completed, result.failed, result.best_id) == (2, 1, 1, "0")
+    assert "repeat: 1" in (out / "best.yaml").read_text()
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops the process' search (as Ctrl-C would) when the second trial starts training."""
+
+    trainings = 0
+
+    def on_train_begin(self, logs=None):
+        type(self).trainings += 1
+        if type(self).trainings == 2:
+            raise KeyboardInterrupt
+
+
+def test_a_stopped_search_resumes_where_it_stopped(spec, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(str(spec), {"tune.max_trials": 3}, out, callbacks=[_Interrupt()])
+    assert [r["status"] for r in rows(out)] == ["COMPLETED", "RUNNING"]
+    first = (out / "trials" / "trial_0" / "run" / "history.csv").stat().st_mtime_ns
+    result = run_search(str(spec), {"tune.max_trials": 3}, out)
+    assert result.resumed
+    assert [r["status"] for r in rows(out)] == ["COMPLETED"] * 3
+    assert (out / "trials" / "trial_0" / "run" / "history.csv").stat().st_mtime_ns == first
+    # --overwrite starts afresh; another spec is not resumed by mistake.
+    result = run_search(str(spec), {"tune.max_trials": 1}, out, overwrite=True)
+    assert not result.resumed and len(rows(out)) == 1
+    with pytest.raises(SpecError, match="holds a search of another spec"):
+        run_search(str(spec), {"tune.max_trials": 1, "train.batch_size": 8}, out)
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes(spec, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "cli.py"), "tune", str(spec), "--out", str(out)]
+    command += ["--set", "tune.max_trials=3"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if (out / "trials.csv").is_file() and len(rows(out)) >= 1:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = [r for r in rows(out) if r["status"] == "COMPLETED"]
+    assert done_before
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "Resuming the search" in finished.stdout
+    after = rows(out)
+    assert [r["status"] for r in after] == ["COMPLETED"] * 3
+    assert after[: len(done_before)] == done_before
