@@ -6,6 +6,8 @@ re-raised as a `SpecError` that names the step and where it was written.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from builder import registry
 from builder.errors import Problem, SpecError
 from builder.lazy import keras, layers
+from builder.load import DEFAULT_LIMITS, Limits
 from builder.spec import ResolvedSpec, Step
 
 
@@ -76,7 +79,106 @@ class BuildContext:
         return entry.build(x, name=name, **step.args)
 
 
-def compile_spec(spec: ResolvedSpec, inference: bool = False) -> Built:
+def compile_spec(
+    spec: ResolvedSpec, inference: bool = False, limits: Limits | None = None
+) -> Built:
+    """Builds the Keras model of a resolved spec, refused if its weights exceed the limit.
+
+    The layers are built with weight allocation deferred (`keras.StatelessScope`): each weight
+    gets its shape but no memory until the total is checked against `limits.max_parameters`, so
+    `dense: {units: 1000000000000}` is refused in milliseconds instead of exhausting memory.
+
+    Args:
+        spec: the resolved spec.
+        inference: drop the outputs marked `train_only` (GoogLeNet's auxiliary heads).
+        limits: bounds; default, the limits the spec was resolved under.
+
+    Returns:
+        The model, with every step's output tensor.
+
+    Example:
+        >>> built = compile_spec(resolve_spec("googlenet"))  # doctest: +SKIP
+    """
+    limits = limits or spec.limits or DEFAULT_LIMITS
+    try:
+        with _deferred_weights() as created:
+            built = _build_graph(spec, inference)
+            _check_parameters(created, limits, spec)
+    except SpecError as e:
+        if "stateless scope" not in str(e):
+            raise
+        # A layer that sets its weights while building cannot defer them: count afterwards.
+        built = _build_graph(spec, inference)
+        _check_parameters(built.model.weights, limits, spec)
+    return built
+
+
+def _check_parameters(variables, limits: Limits, spec: ResolvedSpec) -> None:
+    sizes = [(math.prod(v.shape), v.path) for v in variables]
+    total = sum(size for size, _ in sizes)
+    if total > limits.max_parameters:
+        size, largest = max(sizes)
+        step = _step_of(largest.split("/")[0], spec.network)
+        raise SpecError(
+            Problem(
+                f"the model has {total:,} parameters, more than the limit of "
+                f"{limits.max_parameters:,} (raise it with --limit max_parameters=N); refused "
+                f"before allocating them. Largest weight: `{largest}` ({size:,})",
+                step.path if step else "network",
+                step.mark if step else None,
+            )
+        )
+
+
+def _step_of(layer_name: str, steps: list[Step]) -> Step | None:
+    """The innermost step whose name starts `layer_name` (layer names start with their step's)."""
+    best = None
+    for step in steps:
+        if layer_name.startswith(step.name):
+            inner = _step_of(layer_name, [s for group in step.children for s in group])
+            candidate = inner or step
+            if best is None or len(candidate.name) > len(best.name):
+                best = candidate
+    return best
+
+
+@contextlib.contextmanager
+def _deferred_weights():
+    """Builds layers without allocating their weights; yields the list of weights created.
+
+    On a clean exit the weights are allocated (as `keras.StatelessScope` itself does); when the
+    body raises, they are dropped instead, so a refused model leaves nothing to allocate later.
+    """
+    # Private: where Keras queues the variables created in a stateless scope (Keras 3.x).
+    from keras.src.backend.common import global_state
+
+    if global_state.get_global_attribute("stateless_scope") is not None:
+        yield []  # a caller already defers: nothing is allocated here either
+        return
+    queue = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+    start = len(queue)
+    created = _Tail(queue, start)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield created
+    except BaseException:
+        del queue[start:]
+        raise
+    with keras.StatelessScope():  # leaving it allocates what was deferred
+        pass
+
+
+class _Tail:
+    """The items appended to a list after `start` (a live view)."""
+
+    def __init__(self, items: list, start: int):
+        self.items, self.start = items, start
+
+    def __iter__(self):
+        return iter(self.items[self.start :])
+
+
+def _build_graph(spec: ResolvedSpec, inference: bool = False) -> Built:
     """Builds the Keras model of a resolved spec.
 
     Args:

@@ -11,6 +11,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,13 +113,55 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
             f"expression longer than {MAX_EXPRESSION_CHARS} characters. Received: {len(text)} characters"
         )
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # `1if x else 2` warns on stderr, past the CLI's report
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ExpressionError(f"invalid expression syntax ({e.msg}). Received: ${{{text}}}") from e
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_NODES:
         raise ExpressionError(f"expression has more than {MAX_NODES} parts. Received: {nodes}")
+    _screen(tree, text)
     return _Evaluator(env, text).visit(tree.body)
+
+
+_ALLOWED_NODES = (
+    ast.Expression, ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.BoolOp,
+    ast.Compare, ast.IfExp, ast.Call, ast.List, ast.Tuple, ast.operator, ast.unaryop, ast.boolop,
+    ast.cmpop,
+)  # fmt: skip
+
+
+def _screen(tree: ast.AST, text: str) -> None:
+    """Refuses a disallowed construct anywhere before any part is evaluated, naming the worst."""
+    nodes = list(ast.walk(tree))
+    received = f"Received: ${{{text}}}"
+    for node in nodes:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id not in FUNCTIONS:
+                raise ExpressionError(
+                    f"calling `{node.func.id}` is not allowed in expressions; allowed functions: "
+                    f"{', '.join(FUNCTIONS)}. {received}"
+                )
+    for node in nodes:
+        if isinstance(node, ast.Name) and node.id.startswith("__"):
+            raise ExpressionError(f"the name `{node.id}` is not allowed in expressions. {received}")
+    for node in nodes:
+        if isinstance(node, ast.Attribute):
+            raise ExpressionError(
+                f"attribute access is not allowed in expressions (`.{node.attr}`). {received}"
+            )
+    for node in nodes:
+        if isinstance(node, ast.Subscript):
+            raise ExpressionError(f"subscripting is not allowed in expressions. {received}")
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ExpressionError(
+                f"`{type(node).__name__}` is not allowed in expressions. {received}"
+            )
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+            raise ExpressionError(
+                f"calling the result of an expression is not allowed in expressions. {received}"
+            )
 
 
 class _Evaluator:

@@ -182,7 +182,8 @@ def all_types() -> dict[str, StepType]:
 
 
 def suggest(name: str, extra=()) -> str:
-    return did_you_mean(name, [*all_types(), *extra])
+    # A spec's own block may share a built-in block's name: suggest it once.
+    return did_you_mean(name, list(dict.fromkeys([*all_types(), *extra])))
 
 
 _MULTI_INPUT_KERAS = {

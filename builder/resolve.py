@@ -226,6 +226,7 @@ class _Resolver:
             hyperparameters=list(self.chooser.chosen.values()),
             document=self.doc.data,
             file=self.doc.file,
+            limits=self.limits,
         )
 
     # ------------------------------------------------------------------ values

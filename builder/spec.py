@@ -90,6 +90,8 @@ class ResolvedSpec:
         hyperparameters: the search spaces met while resolving, with the values chosen.
         document: the merged source document (after `extends`, `imports`, `--set`), for `render`.
         file: the spec's file, or a description of where it came from.
+        limits: the `builder.load.Limits` it was resolved under (the compiler checks
+            `max_parameters` against them); None means the defaults.
     """
 
     name: str
@@ -103,6 +105,7 @@ class ResolvedSpec:
     hyperparameters: list[HyperParameter] = field(default_factory=list)
     document: dict[str, Any] = field(default_factory=dict)
     file: str = "<spec>"
+    limits: Any = None
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:
