@@ -135,7 +135,8 @@ def generate() -> str:
         out += [f"## {title}", "", intro, ""]
         for entry in entries:
             out += _type_section(entry)
-    keras_names = sorted(registry.keras_layer_table())
+    # Lambda, TFSMLayer, ... run code or load files: refused in specs, so not listed.
+    keras_names = sorted(n for n in registry.keras_layer_table() if not registry.refused(n))
     out += [
         "## Any `keras.layers` class",
         "",
