@@ -88,7 +88,8 @@ def test_each_tuner_runs_two_trials(spec, tmp_path, tuner):
     assert (run / "model.keras").is_file() and (run / "history.csv").is_file()
 
 
-def test_cli_tune_and_best_yaml_trains_as_is(spec, tmp_path, capsys):
+def test_cli_tune_and_best_yaml_trains_as_is(spec, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at 80 columns without a terminal
     out = tmp_path / "out"
     assert cli.main(["tune", str(spec), "--out", str(out), "--set", "tune.max_trials=1"]) == 0
     printed = capsys.readouterr().out
@@ -185,4 +186,9 @@ def test_a_killed_search_resumes(spec, tmp_path):
     assert "Resuming the search" in finished.stdout
     after = rows(out)
     assert [r["status"] for r in after] == ["COMPLETED"] * 3
-    assert after[: len(done_before)] == done_before
+
+    # Trials finished before the kill keep their values; only timings may be re-measured.
+    def stable(r):
+        return {k: v for k, v in r.items() if k != "seconds"}
+
+    assert [stable(r) for r in after[: len(done_before)]] == [stable(r) for r in done_before]
