@@ -1,0 +1,1 @@
+"""blockspec benchmarks: `python bench/run.py [--quick]`; see BENCHMARKS.md."""
