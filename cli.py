@@ -124,15 +124,21 @@ def cmd_summary(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from builder.summary import human, stats
+    from builder.summary import human, references, stats
 
     console = Console(width=max(80, _columns()))
     builts = [_build(spec, args) for spec in args.spec]
     all_stats = [stats(built) for built in builts]
     if len(all_stats) == 1:
         s = all_stats[0]
-        table = Table(title=f"{s.name}", show_lines=False)
-        for column in ("step", "type", "output shape", "neurons", "params", "mult-adds"):
+        refs = references(s.name)
+        published = refs.get("steps", {})
+        caption = f"published: {refs['source']} (params / ops, as printed)" if refs else None
+        table = Table(title=f"{s.name}", show_lines=False, caption=caption)
+        columns = ["step", "type", "output shape", "neurons", "params", "mult-adds"]
+        if published:
+            columns.append("published")
+        for column in columns:
             table.add_column(
                 column,
                 justify="left" if column in ("step", "type", "output shape") else "right",
@@ -140,14 +146,18 @@ def cmd_summary(args) -> int:
             )
         for step in s.steps:
             shape = "x".join(str(d) for d in step.shape)
-            table.add_row(
+            row = [
                 step.name,
                 step.type,
                 shape,
                 f"{step.neurons:,}",
                 f"{step.params:,}",
                 human(step.madds),
-            )
+            ]
+            if published:
+                ref = published.get(step.name) or {}
+                row.append(f"{ref.get('params', '')} / {ref.get('ops', '')}" if ref else "")
+            table.add_row(*row)
         console.print(table)
     table = Table(title="totals" if len(all_stats) == 1 else "side by side")
     table.add_column("")

@@ -188,6 +188,25 @@ def stats(built: Built) -> ModelStats:
     )
 
 
+def references(spec_name: str) -> dict:
+    """Published per-step numbers for a zoo spec (`specs/references/<name>.yaml`), or {}.
+
+    Returns:
+        `{"source": str, "steps": {step: {"params": "159K", "ops": "128M", "note": ...}}}`.
+    """
+    from builder.errors import SpecError
+    from builder.load import SPECS_DIR, parse_yaml, read_text
+
+    path = SPECS_DIR / "references" / f"{spec_name}.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = parse_yaml(read_text(path), str(path)).data
+    except SpecError:
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("steps"), dict) else {}
+
+
 def human(n: float) -> str:
     """1234567 -> '1.23M'."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):

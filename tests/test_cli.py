@@ -150,3 +150,11 @@ def test_summary_counts_recurrent_layers():
     recurrent = [step for step in s.steps if step.type in ("lstm", "gru", "bidirectional")]
     assert recurrent and all(step.madds > 0 for step in recurrent)
     assert s.depth >= len(recurrent) + 1
+
+
+def test_summary_prints_published_numbers_beside_the_measured(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli.main(["summary", "googlenet"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "inception_4c" in line)
+    # Table 1 prints 463K for 4c; the module's weights (with biases) are 510,104.
+    assert "510,104" in row and "463K / 100M" in row
