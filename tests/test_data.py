@@ -2,6 +2,7 @@
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,3 +276,47 @@ def test_augment_layers_from_steps():
     with pytest.raises(AugmentError, match="Keras refused `random_zoom`") as e:
         augment_layers(["random_flip", {"random_zoom": {"zoom": 2}}], seed=0)
     assert e.value.path == "augment.1.random_zoom"
+
+
+def test_corrupt_images_in_a_folder_are_skipped_and_counted(tmp_path, capsys):
+    root = make_folder(tmp_path / "pets")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    source = load({"source": "folder", "path": str(root)}, image_size=(12, 12))
+    assert source.train.size + source.validation.size == 12  # the good ones, all of them
+    assert sorted(Path(p).name for p in source.extra["skipped"]) == ["broken.png", "empty.jpg"]
+    assert "2 unreadable images skipped" in source.name
+    assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
+    x, _ = arrays(source.train)  # the pipeline reads every remaining file
+    assert x.shape[1:] == (12, 12, 3)
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_model(tmp_path, monkeypatch):
+    import errno
+
+    import keras
+
+    from training.export import save_model
+
+    def model(units):
+        x = keras.Input((3,))
+        return keras.Model(x, keras.layers.Dense(units, name="d")(x))
+
+    target = tmp_path / "model.keras"
+    save_model(model(2), target)
+    good = target.read_bytes()
+
+    real_save = keras.Model.save
+
+    def fill_the_disk(self, path, *args, **kwargs):
+        real_save(self, path, *args, **kwargs)
+        with open(path, "r+b") as f:
+            f.truncate(100)  # half written when the disk filled up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", fill_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(model(5), target)
+    assert target.read_bytes() == good  # the previous good model, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
+    assert keras.saving.load_model(target).output_shape == (None, 2)

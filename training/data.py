@@ -11,6 +11,7 @@ input when they differ (`random_crop` usually does that already while training).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,18 +267,43 @@ def _decode(image_size):
     return load
 
 
+SKIPPED: dict[str, list[str]] = {}  # folder -> unreadable images skipped when it was last listed
+
+
+def _readable_image(path: Path) -> bool:
+    """True if the file decodes as an image (header and data checked, without decoding pixels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+
+
 def _list_folder(root: Path) -> tuple[list[str], list[str], np.ndarray]:
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root} has no class folders (expected {root}/<class name>/<images>)")
-    paths, labels = [], []
+    paths, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         for f in sorted((root / name).rglob("*")):
             if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                if not _readable_image(f):
+                    skipped.append(str(f))
+                    continue
                 paths.append(str(f))
                 labels.append(label)
+    if skipped:
+        # One bad file must not end a long run: skip it, count it, say which.
+        print(
+            f"warning: skipped {len(skipped)} unreadable image(s) in {root}, e.g. {skipped[0]}",
+            file=sys.stderr,
+        )
+    SKIPPED[str(root)] = skipped
     if not paths:
         raise DataError(
             f"{root} has no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders "
@@ -318,7 +344,13 @@ def _folder(data: dict, fraction: float, seed: int, root: Path, image_size) -> S
         class_names=classes,
         raw_shape=(None, None, 3),
         scale=_scale(data, 1.0 / 255.0),
-        name=f"folder ({root}, {len(classes)} classes)",
+        name=f"folder ({root}, {len(classes)} classes"
+        + (
+            f", {len(SKIPPED[str(root)])} unreadable images skipped)"
+            if SKIPPED.get(str(root))
+            else ")"
+        ),
+        extra={"skipped": list(SKIPPED.get(str(root), []))},
     )
 
 
