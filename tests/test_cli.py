@@ -13,17 +13,7 @@ import yaml
 import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-FIVE_MISTAKES = """\
-spec: 1
-input: [32, 32, 3]
-network:
-  - conv: {filters: 16, kernal: 3}
-  - batchnorm: {}
-  - dense: {units: -1}
-  - dropout: 1.5
-  - dense: 2
-    from: nowhere
-"""
+FIVE_MISTAKES = (ROOT / "tests" / "five_mistakes.yaml").read_text()
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +29,7 @@ def test_validate_reports_every_mistake_with_its_line_and_exits_2(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "5 problems in spec" in result.stderr
-    for line in ("bad.yaml:4:", "bad.yaml:5:", "bad.yaml:6:", "bad.yaml:7:", "bad.yaml:9:"):
+    for line in ("bad.yaml:5:", "bad.yaml:6:", "bad.yaml:7:", "bad.yaml:8:", "bad.yaml:10:"):
         assert line in result.stderr, line
 
 
