@@ -320,3 +320,59 @@ def test_a_full_disk_while_saving_keeps_the_previous_model(tmp_path, monkeypatch
     assert target.read_bytes() == good  # the previous good model, untouched
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
     assert keras.saving.load_model(target).output_shape == (None, 2)
+
+
+def test_fit_arguments_repeat_each_split_once_per_epoch_reshuffled():
+    source = load({"source": "digits"}, image_size=(8, 8))
+    preprocess = data_lib.preprocess_model(source.raw_shape, (8, 8), 1, source.scale)
+    pipes = data_lib.make_pipelines(
+        source, preprocess, augment=[], fit=None, labels=lambda y: y, batch_size=100, seed=0
+    )
+    args = pipes.fit_arguments(2)
+    assert args["steps_per_epoch"] == pipes.steps_per_epoch == 15  # 1437 examples
+    assert args["validation_steps"] == pipes.validation_steps == 4  # 360
+    assert int(args["x"].cardinality()) == 2 * 15
+    assert int(args["validation_data"].cardinality()) == 2 * 4
+    labels = [y.numpy() for _, y in args["x"]]
+    first, second = np.concatenate(labels[:15]), np.concatenate(labels[15:])
+    # Each epoch is exactly one pass over the training split, in another order.
+    assert len(first) == len(second) == source.train.size
+    np.testing.assert_array_equal(np.sort(first), np.sort(second))
+    assert not np.array_equal(first, second)
+    val = [y.numpy() for _, y in args["validation_data"]]
+    np.testing.assert_array_equal(np.concatenate(val[:4]), np.concatenate(val[4:]))
+
+
+def test_runs_share_sources_and_caches_only_when_asked():
+    data = {"source": "digits"}
+    assert load(data) is not load(data)
+    with data_lib.shared_between_runs():
+        source = load(data)
+        assert load(data) is source and load(data, seed=1) is not source
+        preprocess = data_lib.preprocess_model(source.raw_shape, (16, 16), 1, source.scale)
+        assert data_lib.preprocess_model(source.raw_shape, (16, 16), 1, source.scale) is preprocess
+
+        def pipes():
+            return data_lib.make_pipelines(
+                source, preprocess, augment=[], fit=None, labels=lambda y: y, batch_size=64, seed=0
+            )
+
+        # The preprocessed, cached split is the same dataset: filled once for every run.
+        cached = pipes().train._input_dataset
+        while not isinstance(cached, type(tf.data.Dataset.range(1).cache())):
+            cached = cached._input_dataset
+        again = pipes().train._input_dataset
+        while not isinstance(again, type(cached)):
+            again = again._input_dataset
+        assert again is cached
+    assert load(data) is not source
+
+
+def test_fit_arguments_can_turn_autotune_off_for_the_training_split():
+    source = load({"source": "digits"}, image_size=(8, 8))
+    preprocess = data_lib.preprocess_model(source.raw_shape, (8, 8), 1, source.scale)
+    pipes = data_lib.make_pipelines(
+        source, preprocess, augment=[], fit=None, labels=lambda y: y, batch_size=100, seed=0
+    )
+    assert pipes.fit_arguments(1)["x"].options().autotune.enabled is not False
+    assert pipes.fit_arguments(1, autotune=False)["x"].options().autotune.enabled is False

@@ -10,9 +10,11 @@ input when they differ (`random_crop` usually does that already while training).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,40 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 CACHE_LIMIT_BYTES = 1 << 30
 # Luminance weights (ITU-R BT.601), for RGB -> grey.
 LUMA = (0.299, 0.587, 0.114)
+
+_shared: dict[Any, Any] | None = None  # what runs share, inside `shared_between_runs`
+
+
+@contextlib.contextmanager
+def shared_between_runs() -> Iterator[None]:
+    """Inside, runs that read the same data share it: read once, preprocessed and cached once.
+
+    The trials of a search train on the same data with other models: without this each trial
+    would read its source again (a folder: every image decoded again) and fill a new cache.
+    `load_source`, `preprocess_model` and the preprocessed (cached) splits in `make_pipelines`
+    return what an earlier call with the same arguments made. Nested uses share the outer one.
+    """
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
+def shared(make: Callable[[], Any], *key: Any) -> Any:
+    """`make()`, or inside `shared_between_runs` what an earlier call with the same key made.
+
+    The key's parts are JSON-able values (anything else by its repr, so by identity for objects
+    without one: keep such objects alive in what `make` returns).
+    """
+    if _shared is None:
+        return make()
+    text = json.dumps(key, sort_keys=True, default=repr)
+    if text not in _shared:
+        _shared[text] = make()
+    return _shared[text]
 
 
 @dataclass
@@ -70,6 +106,37 @@ class Pipelines:
     steps_per_epoch: int
     validation_steps: int | None
 
+    def fit_arguments(self, epochs: int, autotune: bool = True) -> dict[str, Any]:
+        """`model.fit`'s data arguments for `epochs` epochs: both datasets repeated that often.
+
+        One iterator then serves the whole fit: the shuffle buffer, the map threads and the
+        prefetch carry on from one epoch to the next instead of starting again (measured: a stall
+        of 50 ms to seconds at each epoch's start, `bench/pipeline.py`). Each epoch is still
+        exactly one pass, reshuffled, as the steps match the finite datasets; repeating no more
+        than `epochs` times keeps the prefetch from reading a pass that no epoch would use.
+
+        Args:
+            epochs: the epochs `fit` runs.
+            autotune: let tf.data tune the parallelism and prefetch of the training pipeline
+                as it runs (`tf.data.Options.autotune`; off, `AUTOTUNE` takes fixed defaults). A
+                tune trial turns it off for the training split: deleting a long-lived autotuned
+                iterator at the end of `fit` stalled for 0.2 to 2.6 s in about one trial in seven
+                here, and none without (20-trial searches of digits_tune, same speed per epoch).
+        """
+        count = max(1, int(epochs))
+        validating = self.validation is not None
+        train = self.train.repeat(count)
+        if not autotune:
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            train = train.with_options(options)
+        return {
+            "x": train,
+            "steps_per_epoch": self.steps_per_epoch,
+            "validation_data": self.validation.repeat(count) if validating else None,
+            "validation_steps": self.validation_steps if validating else None,
+        }
+
 
 # -- sources ---------------------------------------------------------------------------------------
 
@@ -97,6 +164,19 @@ def load_source(
     Returns:
         The `Source`.
     """
+    return shared(
+        lambda: _load_source(data, image_size, channels, classes, seed, base_dir),
+        "source",
+        data,
+        image_size,
+        channels,
+        classes,
+        seed,
+        str(base_dir),
+    )
+
+
+def _load_source(data, image_size, channels, classes, seed, base_dir) -> Source:
     source = data.get("source", "digits")
     split = float(data.get("validation_split", 0.2) or 0.0)
     if source == "digits":
@@ -449,6 +529,19 @@ def preprocess_model(
     Returns:
         A functional model; loadable with `safe_mode=True` and no blockspec import.
     """
+    return shared(
+        lambda: _preprocess_model(raw_shape, image_size, channels, scale, raw_dtype, name),
+        "preprocess",
+        raw_shape,
+        image_size,
+        channels,
+        scale,
+        raw_dtype,
+        name,
+    )
+
+
+def _preprocess_model(raw_shape, image_size, channels, scale, raw_dtype, name) -> keras.Model:
     raw = keras.Input(shape=raw_shape, dtype=raw_dtype, name="image")
     x = raw
     if image_size is not None:
@@ -530,6 +623,19 @@ def preprocessed(split: Split, preprocess: keras.Model) -> tf.data.Dataset:
     )
 
 
+def _cached(split: Split, preprocess: keras.Model, cache: bool) -> tf.data.Dataset:
+    """`split` preprocessed, then cached in memory with `cache` (shared between runs)."""
+
+    def make():
+        dataset = preprocessed(split, preprocess)
+        return dataset.cache() if cache else dataset
+
+    # What is kept holds the split and the model too, so their ids stay theirs.
+    return shared(
+        lambda: (make(), split, preprocess), "preprocessed", id(split), id(preprocess), cache
+    )[0]
+
+
 def should_cache(mode, size: int, shape) -> bool:
     """`cache: auto` caches in memory when the preprocessed split fits in 1 GiB."""
     if mode in (True, False):
@@ -583,9 +689,7 @@ def make_pipelines(
             x = layer(x, training=True)
         return x, y
 
-    train = preprocessed(source.train, preprocess)
-    if should_cache(cache, source.train.size, shape):
-        train = train.cache()
+    train = _cached(source.train, preprocess, should_cache(cache, source.train.size, shape))
     train = train.shuffle(min(max(source.train.size, 1), 10_000), seed=seed)
     if augment:
         train = train.map(augment_one, num_parallel_calls=AUTOTUNE)
@@ -599,9 +703,11 @@ def make_pipelines(
     train = train.prefetch(AUTOTUNE)
     validation, validation_steps = None, None
     if source.validation is not None and source.validation.size:
-        validation = preprocessed(source.validation, preprocess)
-        if should_cache(cache, source.validation.size, shape):
-            validation = validation.cache()
+        validation = _cached(
+            source.validation,
+            preprocess,
+            should_cache(cache, source.validation.size, shape),
+        )
         validation_steps = -(-source.validation.size // batch_size)
         validation = (
             validation.batch(batch_size)

@@ -14,6 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+# libyaml's emitter when PyYAML has it: the same text, about five times faster.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = "") -> Path:
     """Call `write(tmp_path)`, then move the temporary file onto `path` in one step.
@@ -78,3 +83,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def yaml_text(value: Any, **options: Any) -> str:
+    """`yaml.safe_dump(value, **options)`, with libyaml's emitter when there is one."""
+    return yaml.dump(value, Dumper=_DUMPER, **options)
