@@ -117,11 +117,13 @@ def test_aux_loss_enters_with_weight_0_3(digits_run):
     logs = model.evaluate(x, {"main": y, "aux1": y}, batch_size=64, return_dict=True, verbose=0)
     assert logs["aux1_loss"] > 0.05
     assert logs["loss"] == pytest.approx(logs["main_loss"] + 0.3 * logs["aux1_loss"], rel=1e-5)
-    # The history agrees, up to the batch weighting of Keras' running means.
+    # The history agrees, up to the batch weighting of Keras' running means: `loss` weighs each
+    # batch by its size, the per-output losses weigh every batch alike, and an epoch ends in a
+    # partial batch (1437 and 360 examples, batches of 32), whose loss can be far from the mean.
     h = {k: np.array(v) for k, v in result.history.items()}
     for prefix in ("", "val_"):
         main, aux, total = (h[f"{prefix}{k}"] for k in ("main_loss", "aux1_loss", "loss"))
-        np.testing.assert_allclose(total, main + 0.3 * aux, rtol=1e-2)
+        np.testing.assert_allclose(total, main + 0.3 * aux, rtol=5e-2)
         assert (np.abs(total - (main + aux)) > 0.5 * aux).all()
     spec = tiny_spec({})
     obj = objectives(spec.outputs, tiny_model(spec))
@@ -454,3 +456,70 @@ def test_a_crop_smaller_than_the_input_is_resized_back(tmp_path):
     images = keras.ops.ones((2, 8, 8, 3))
     views = tta_views(images, (8, 8), ["crops"], crop_hw=(6, 6))
     assert all(tuple(v.shape) == (2, 8, 8, 3) for v in views)
+
+
+def test_a_trial_run_writes_its_history_but_no_curves_model_or_per_epoch_checkpoint(tmp_path):
+    spec = tiny_spec({"epochs": 3, "data": SMALL}, aux=False)
+    saved: list[int] = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            saved.append(run_callbacks.load_state(tmp_path / "trial") is not None)
+
+    result = train(
+        spec,
+        tmp_path / "trial",
+        build=tiny_model,
+        artifacts="trial",
+        verbose=0,
+        callbacks=[Watch()],
+    )
+    out = result.out_dir
+    assert result.epochs == 3 and result.model_path is None
+    assert [int(r["epoch"]) for r in read_history(out)] == [1, 2, 3]
+    assert (out / "metrics.json").is_file() and (out / "spec.yaml").is_file()
+    assert not (out / "model.keras").exists() and not (out / "curves.png").exists()
+    # The trial checkpoints at most every TRIAL_CHECKPOINT_SECONDS: these epochs take less.
+    assert saved == [False, False, False]
+    with pytest.raises(ValueError, match="artifacts must be one of"):
+        train(spec, tmp_path / "x", build=tiny_model, artifacts="none", verbose=0)
+
+
+def test_checkpoints_every_n_seconds_keep_the_last_one_that_was_due(tmp_path, monkeypatch):
+    clock = iter(range(0, 10_000, 40))  # each reading of the clock is 40 "seconds" later
+    monkeypatch.setattr(run_callbacks.time, "monotonic", lambda: next(clock))
+    model = tiny_model(tiny_spec({}, aux=False))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    recorder = run_callbacks.RunFiles(tmp_path, checkpoint_every=100, curves=False)
+    x, y = np.zeros((8, 8, 8, 1), "float32"), np.zeros(8, "int32")
+    model.fit(x, {"main": y}, epochs=6, callbacks=[recorder], verbose=0)
+    # Train begins at 40; epochs end at 80, 120, 160 (due: 120 s since 40), 200, 240, 280 (due).
+    state = run_callbacks.load_state(tmp_path)
+    assert state["epoch"] == 6 and len(state["history"]["epoch"]) == 6
+    assert recorder.last_good_epoch == 6
+
+
+def test_initial_epoch_continues_the_schedule_and_the_epoch_count(tmp_path):
+    spec = tiny_spec(
+        {
+            "epochs": 4,
+            "data": SMALL,
+            "optimizer": {"sgd": {"learning_rate": 0.1}},
+            "schedule": {"cosine": {}},
+        },
+        aux=False,
+    )
+    rates: list[float] = []
+
+    class Rate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    result = train(
+        spec, tmp_path / "more", build=tiny_model, initial_epoch=2, verbose=0, callbacks=[Rate()]
+    )
+    assert [int(r["epoch"]) for r in read_history(result.out_dir)] == [3, 4]
+    assert result.epochs == 4  # as after a resume: the model's epochs, the two it held counted
+    # Cosine over 4 epochs of 8 steps: epoch 3 starts at step 16, half way down.
+    assert rates[0] == pytest.approx(0.05, rel=1e-3)
+    assert int(result.model.optimizer.iterations.numpy()) == 32

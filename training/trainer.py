@@ -18,7 +18,6 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-import yaml
 
 from builder.errors import Problem, SpecError
 from builder.spec import ResolvedSpec
@@ -33,6 +32,8 @@ from training.export import inference_model, save_model
 from training.optim import make_optimizer, objectives, output_width, plateau_callback
 
 RUN_FILE = "run.json"
+ARTIFACTS = ("run", "trial")
+TRIAL_CHECKPOINT_SECONDS = 60.0  # a tune trial checkpoints at most this often
 
 
 @dataclass
@@ -184,13 +185,6 @@ def _check_contract(model: keras.Model, resolved: ResolvedSpec) -> list[str]:
     return names
 
 
-def _features(model: keras.Model, x):
-    struct = model.input
-    if isinstance(struct, dict):
-        return {next(iter(struct)): x}
-    return x
-
-
 def train(
     resolved: ResolvedSpec,
     out_dir: str | Path,
@@ -200,6 +194,8 @@ def train(
     callbacks: list[keras.callbacks.Callback] | tuple = (),
     verbose: int | str = 1,
     base_dir: str | Path | None = None,
+    initial_epoch: int = 0,
+    artifacts: str = "run",
 ) -> RunResult:
     """Fit `resolved` as its `train` section says; write the run folder.
 
@@ -211,6 +207,14 @@ def train(
         callbacks: extra Keras callbacks.
         verbose: Keras' verbosity (1: a progress bar per epoch).
         base_dir: relative data paths are read from here (default: the spec file's folder).
+        initial_epoch: the model already holds the weights of this many epochs (Hyperband's
+            continued trials): train epochs `initial_epoch + 1 .. train.epochs`, with the
+            learning-rate schedule where those epochs find it. Ignored when resuming.
+        artifacts: `run` writes the whole run folder (a checkpoint and the history files every
+            epoch, `curves.png`, `model.keras`); `trial` (a tune trial) checkpoints at most
+            every `TRIAL_CHECKPOINT_SECONDS` and writes neither curves nor `model.keras`
+            (keras-tuner keeps the trial's best weights), so that a short trial costs little
+            more than its training.
 
     Returns:
         A `RunResult`; `stopped == "nan"` when the loss became NaN.
@@ -223,6 +227,8 @@ def train(
         >>> result = train(builder.resolve_spec("digits_cnn"), "runs/digits_cnn")  # doctest: +SKIP
     """
     started = time.time()
+    if artifacts not in ARTIFACTS:
+        raise ValueError(f"artifacts must be one of {ARTIFACTS}. Received: artifacts={artifacts!r}")
     cfg = checked_train(resolved)
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow operation.
     strategy, worker = make_strategy(cfg["distribute"])
@@ -271,18 +277,42 @@ def train(
         return {n: tf.one_hot(y, obj.one_hot[n]) if n in obj.one_hot else y for n in names}
 
     multi_worker = cfg["distribute"] == "multi_worker"
-    pipes = data_lib.make_pipelines(
-        source,
-        preprocess,
-        augment=augment,
-        fit=fit_layer,
-        train_fit=train_fit,
-        labels=targets,
-        features=lambda x: _features(model, x),
-        batch_size=int(cfg["batch_size"]),
-        seed=seed,
-        cache=cfg["data"].get("cache", "auto"),
-        drop_remainder=multi_worker,
+    input_name = next(iter(model.input)) if isinstance(model.input, dict) else None
+
+    def features(x):
+        return {input_name: x} if input_name is not None else x
+
+    def make_pipelines():
+        return data_lib.make_pipelines(
+            source,
+            preprocess,
+            augment=augment,
+            fit=fit_layer,
+            train_fit=train_fit,
+            labels=targets,
+            features=features,
+            batch_size=int(cfg["batch_size"]),
+            seed=seed,
+            cache=cfg["data"].get("cache", "auto"),
+            drop_remainder=multi_worker,
+        )
+
+    # A search's trials that read the same data the same way share the pipelines (tf.data traces
+    # its functions once); the key holds everything the pipelines are made from.
+    pipes = data_lib.shared(
+        make_pipelines,
+        "pipelines",
+        id(source),
+        id(preprocess),
+        {k: v for k, v in geometry.items() if k != "input_shape"},
+        cfg["augment"],
+        int(cfg["batch_size"]),
+        seed,
+        cfg["data"].get("cache", "auto"),
+        multi_worker,
+        names,
+        obj.one_hot,
+        input_name,
     )
     jit = cfg["jit_compile"]
     if jit and strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
@@ -303,7 +333,7 @@ def train(
         )
 
     state = run_callbacks.load_state(out) if resume else None
-    initial_epoch, history = 0, {}
+    history: dict[str, list] = {}
     if state is not None:
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
@@ -314,6 +344,11 @@ def train(
         if resume:
             print(f"Nothing to resume in {out}: starting a fresh run.")
         run_callbacks.clear_checkpoints(out)
+        initial_epoch = min(max(0, int(initial_epoch)), int(cfg["epochs"]))
+        if initial_epoch:  # schedules read the step count: start where those epochs left it
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+            model.optimizer.iterations.assign(initial_epoch * pipes.steps_per_epoch)
 
     run_info = {
         "name": resolved.name,
@@ -337,10 +372,16 @@ def train(
         "validation_examples": source.validation.size if source.validation else 0,
         "status": "running",
     }
-    files.write_text(out / "spec.yaml", yaml.safe_dump(resolved.document, sort_keys=False))
+    files.write_text(out / "spec.yaml", files.yaml_text(resolved.document, sort_keys=False))
     files.write_json(out / RUN_FILE, run_info)
 
-    recorder = run_callbacks.RunFiles(out, history)
+    trial = artifacts == "trial"
+    recorder = run_callbacks.RunFiles(
+        out,
+        history,
+        checkpoint_every=TRIAL_CHECKPOINT_SECONDS if trial else 0.0,
+        curves=not trial,
+    )
     callback_list: list[keras.callbacks.Callback] = [recorder]
     callback_list.append(
         keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0)
@@ -372,8 +413,7 @@ def train(
             )
         else:
             model.fit(
-                pipes.train,
-                validation_data=pipes.validation,
+                **pipes.fit_arguments(int(cfg["epochs"]) - initial_epoch, autotune=not trial),
                 epochs=int(cfg["epochs"]),
                 initial_epoch=initial_epoch,
                 callbacks=callback_list,
@@ -408,7 +448,7 @@ def train(
         message = f"Early stopping after epoch {stopper.stopped_epoch + 1}."
 
     model_path = None
-    if done > 0:
+    if done > 0 and not trial:
         export = inference_model(model, resolved.outputs, preprocess, fit_layer, name=resolved.name)
         model_path = save_model(export, out / "model.keras")
     seconds = time.time() - started
