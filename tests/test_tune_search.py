@@ -6,6 +6,7 @@ Tiny models on 48 synthetic 8x8 images, one epoch per trial.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -83,9 +84,18 @@ def test_each_tuner_runs_two_trials(spec, tmp_path, tuner):
     best = resolve_spec(str(out / "best.yaml"))
     assert best.hyperparameters == []
     assert result.best_score == max(float(r["val_accuracy"]) for r in table)
-    # A trial's run folder is a `blockspec train` run folder.
-    run = out / "trials" / f"trial_{table[0]['trial']}" / "run"
-    assert (run / "model.keras").is_file() and (run / "history.csv").is_file()
+    # A trial's run folder holds its history and concrete spec; keras-tuner's checkpoint holds
+    # its best epoch's weights, and there is no model.keras (`train best.yaml` makes one).
+    trial = out / "trials" / f"trial_{table[0]['trial']}"
+    assert (trial / "run" / "history.csv").is_file() and (trial / "run" / "spec.yaml").is_file()
+    assert not (trial / "run" / "model.keras").exists()
+    # Hyperband reads every trial's weights file again; the others write one only for a trial
+    # that beats the best so far.
+    first, second = (float(r["val_accuracy"]) for r in table)
+    kept = [
+        (out / "trials" / f"trial_{r['trial']}" / "checkpoint.weights.h5").is_file() for r in table
+    ]
+    assert kept == [True, tuner == "hyperband" or second > first]
 
 
 def test_cli_tune_and_best_yaml_trains_as_is(spec, tmp_path, capsys, monkeypatch):
@@ -192,3 +202,65 @@ def test_a_killed_search_resumes(spec, tmp_path):
         return {k: v for k, v in r.items() if k != "seconds"}
 
     assert [stable(r) for r in after[: len(done_before)]] == [stable(r) for r in done_before]
+
+
+def test_hyperband_continues_a_trial_from_its_epoch(spec, tmp_path):
+    out = tmp_path / "out"
+    overrides = {"tune.tuner": "hyperband", "tune.max_epochs": 3, "tune.max_trials": 20}
+    run_search(str(spec), overrides, out)
+    continued = [r for r in rows(out) if r["continues"]]
+    assert continued and all(r["status"] == "COMPLETED" for r in rows(out))
+    for row in continued:
+        trial = out / "trials" / f"trial_{row['trial']}"
+        values = json.loads((trial / "trial.json").read_text())["hyperparameters"]["values"]
+        start, end = values["tuner/initial_epoch"], values["tuner/epochs"]
+        assert 0 < start < end
+        # It trains on from the epoch the trial it continues stopped at, to Hyperband's epochs.
+        with open(trial / "run" / "history.csv", newline="") as f:
+            epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+        assert epochs == list(range(start + 1, end + 1))
+
+
+def test_the_best_epoch_weights_are_written_once_when_fit_ends(tmp_path):
+    import keras_tuner as kt
+    import numpy as np
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    from tuning.hypermodel import BestEpochInMemory
+
+    inner = SaveBestEpoch(kt.Objective("score", "min"), str(tmp_path / "best.weights.h5"))
+    writes = []
+    save = inner._save_model
+    inner._save_model = lambda: (writes.append(1), save())
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    states = []
+
+    class Score(keras.callbacks.Callback):  # the objective: best at the second epoch
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = [3.0, 1.0, 2.0, 4.0, 5.0][epoch]
+            optimizer = [v.numpy() for v in self.model.optimizer.variables]
+            states.append(self.model.get_weights() + optimizer)
+
+    x = np.random.default_rng(0).random((64, 2)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0]], "float32")
+    model.fit(x, y, epochs=5, verbose=0, callbacks=[Score(), BestEpochInMemory(inner)])
+    assert writes == [1] and inner.best_value == 1.0
+    # The model keeps the last epoch's state; the file holds the second epoch's, optimizer too.
+    np.testing.assert_array_equal(model.get_weights()[0], states[-1][0])
+    model.load_weights(str(tmp_path / "best.weights.h5"))
+    loaded = model.get_weights() + [v.numpy() for v in model.optimizer.variables]
+    assert len(loaded) == len(states[1]) > 2
+    for saved, expected in zip(loaded, states[1], strict=True):
+        np.testing.assert_array_equal(saved, expected)
+
+
+def test_the_heap_is_frozen_only_while_searching():
+    import gc
+
+    from tuning.search import frozen_heap
+
+    before = gc.get_freeze_count()
+    with frozen_heap():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before

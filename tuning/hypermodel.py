@@ -12,11 +12,13 @@ import contextlib
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the callback every trial gets
 
 from builder.compile import compile_spec
 from builder.errors import Problem, SpecError
@@ -211,6 +213,8 @@ class SpecHyperModel(kt.HyperModel):
         self.trial_dir: Path | None = None
         self.execution = 0
         self.last_metrics: dict[str, float] = {}
+        # Given a trial's best value: write its weights file? (None: always; the tuner sets it.)
+        self.keep_weights: Callable[[float], bool] | None = None
         self._current: tuple[int, ResolvedSpec, TunerChooser] | None = None
 
     # -- keras-tuner's HyperModel ------------------------------------------------------------------
@@ -251,8 +255,9 @@ class SpecHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
         """Train `model` with `training.trainer.train`; the metrics of the best epoch.
 
-        `epochs`/`initial_epoch` come from Hyperband: train `epochs - initial_epoch` more epochs
-        (the model already holds the weights of the trial it continues).
+        `epochs`/`initial_epoch` come from Hyperband: the model already holds the weights of the
+        trial it continues, after `initial_epoch` epochs; train on to `epochs`, the
+        learning-rate schedule spanning all `epochs`.
         """
         if self._current is not None and self._current[0] == id(hp):
             _, resolved, chooser = self._current
@@ -263,8 +268,9 @@ class SpecHyperModel(kt.HyperModel):
         cfg = with_defaults(resolved.train)
         train = copy.deepcopy(resolved.train)
         train["seed"] = int(cfg["seed"]) + execution
+        initial_epoch = int(initial_epoch or 0)
         if epochs is not None:
-            train["epochs"] = max(1, int(epochs) - int(initial_epoch or 0))
+            train["epochs"] = max(initial_epoch + 1, int(epochs))
         elif self.max_epochs:
             train["epochs"] = min(int(cfg["epochs"]), int(self.max_epochs))
         run = dataclasses.replace(
@@ -281,8 +287,10 @@ class SpecHyperModel(kt.HyperModel):
                 out,
                 resume=resume,
                 build=_builder(model, cfg["distribute"]),
-                callbacks=list(callbacks or []),
+                callbacks=[_in_memory(c, self.keep_weights) for c in callbacks or []],
                 verbose=0,
+                initial_epoch=0 if resume else initial_epoch,
+                artifacts="trial",
             )
         except DataError as e:
             raise kt.errors.FatalError(f"the data could not be read: {e}") from e
@@ -343,6 +351,67 @@ def _builder(model, distribute: str):
         return fresh
 
     return build
+
+
+class BestEpochInMemory(keras.callbacks.Callback):
+    """keras-tuner's `SaveBestEpoch`, keeping the best epoch's state in memory until `fit` ends.
+
+    keras-tuner writes the trial's weights file (the model's and the optimizer's variables) after
+    every epoch that improves the objective: most epochs of a short trial, some 60 ms each on a
+    small model here. This copies the variables instead and writes the file once, at the end,
+    with the values they had at the best epoch. The wrapped callback keeps the best value
+    across a trial's executions.
+
+    Args:
+        inner: the callback keras-tuner made for the trial.
+        keep: called with the trial's best value at the end: write the file only when it says
+            so (a search that never reads the file again keeps the best trial's alone).
+    """
+
+    def __init__(self, inner: SaveBestEpoch, keep: Callable[[float], bool] | None = None):
+        super().__init__()
+        self.inner = inner
+        self.keep = keep  # given the best value: write the file? (None: always)
+        self.best: list | None = None
+
+    def _variables(self) -> list:
+        optimizer = getattr(self.model, "optimizer", None)
+        return [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        objective = self.inner.objective
+        if objective.has_value(logs):
+            value = objective.get_value(logs)
+            if not objective.better_than(value, self.inner.best_value):
+                return
+            self.inner.best_value = value
+        self.best = [keras.ops.convert_to_numpy(v) for v in self._variables()]
+
+    def on_train_end(self, logs=None):
+        best, self.best = self.best, None
+        if best is None or (self.keep is not None and not self.keep(self.inner.best_value)):
+            return
+        self.best = best
+        variables = self._variables()
+        last = [keras.ops.convert_to_numpy(v) for v in variables]
+        try:
+            for variable, value in zip(variables, self.best, strict=True):
+                variable.assign(value)
+            self.inner.set_model(self.model)
+            self.inner._save_model()
+        finally:
+            for variable, value in zip(variables, last, strict=True):
+                variable.assign(value)
+            self.best = None
+
+
+def _in_memory(callback, keep: Callable[[float], bool] | None):
+    if isinstance(callback, SaveBestEpoch):
+        return BestEpochInMemory(callback, keep)
+    return callback
 
 
 def _same_values(out: Path, values: dict) -> bool:
