@@ -126,9 +126,7 @@ except ImportError:  # PyYAML built without libyaml
 
 if _CParser is not None:
 
-    class _FastLoader(
-        _Bounded, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
-    ):
+    class _FastLoader(_Bounded, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
         """`_Loader` with libyaml's events; composing (and its bounds) stays in Python."""
 
         yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers

@@ -680,7 +680,9 @@ class _Resolver:
         )
         index = labels.index(label)
         with self.chooser.conditional(hp, label):
-            return self.resolve_step(values[index], (*path, "values", index), scope, env, local, hp_name=f"{hp}/{label}")
+            return self.resolve_step(
+                values[index], (*path, "values", index), scope, env, local, hp_name=f"{hp}/{label}"
+            )
 
     def count_step(self, path: tuple) -> None:
         self.steps += 1
