@@ -357,7 +357,9 @@ def cmd_train(args) -> int:
     _quiet_tensorflow()
     from training.commands import train_command
 
-    return train_command(args.spec, _overrides(args.set), args.out, args.resume)
+    return train_command(
+        args.spec, _overrides(args.set), args.out, args.resume, limits=_limits(args.limit)
+    )
 
 
 def cmd_evaluate(args) -> int:

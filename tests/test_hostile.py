@@ -268,6 +268,17 @@ def test_the_parameter_limit_is_raised_with_a_flag(tmp_path, capsys):
     assert cli.main(["build", str(spec), "--limit", "max_parameters=20000"]) == 0
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_train_and_tune_take_the_limits_too(tmp_path, capsys, command):
+    pytest.importorskip("keras")
+    spec = tmp_path / "wide.yaml"
+    spec.write_text("spec: 1\ninput: [100]\nnetwork:\n  - dense: 100\n")
+    args = [command, str(spec), "--out", str(tmp_path / "out"), "--limit", "max_steps=0"]
+    assert cli.main(args) == 2
+    assert "expands to more than 0 steps" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_models_load_in_safe_mode_and_custom_layers_are_registered(tmp_path):
     """No spec can produce a Lambda layer; blockspec's own layers are registered serialisable."""
     keras = pytest.importorskip("keras")

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from builder.load import DEFAULT_LIMITS, Limits
 from training.errors import TrainingError
 
 RUNS_DIR = "runs"
@@ -31,14 +32,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def train_command(spec: str, overrides: dict, out: str | None, resume: bool) -> int:
-    """`blockspec train SPEC [--set ...] [--out DIR] [--resume]`.
+def train_command(
+    spec: str, overrides: dict, out: str | None, resume: bool, limits: Limits | None = None
+) -> int:
+    """`blockspec train SPEC [--set ...] [--out DIR] [--resume] [--limit ...]`.
 
     Args:
         spec: a spec path or zoo name.
         overrides: `--set` values by dotted key (`{"train.epochs": 2}`).
         out: the run folder (default `runs/<spec name>`).
         resume: continue from the folder's last completed epoch.
+        limits: bounds on untrusted input, as `--limit` sets them (default: the defaults).
 
     Returns:
         0 when every epoch ran (or early stopping ended the run), 1 when training failed
@@ -49,7 +53,7 @@ def train_command(spec: str, overrides: dict, out: str | None, resume: bool) -> 
     """
     from builder import resolve_spec
 
-    resolved = resolve_spec(spec, overrides or None)
+    resolved = resolve_spec(spec, overrides or None, limits=limits or DEFAULT_LIMITS)
     from training import trainer  # imports TensorFlow
 
     console = Console()
