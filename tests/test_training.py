@@ -523,3 +523,35 @@ def test_initial_epoch_continues_the_schedule_and_the_epoch_count(tmp_path):
     # Cosine over 4 epochs of 8 steps: epoch 3 starts at step 16, half way down.
     assert rates[0] == pytest.approx(0.05, rel=1e-3)
     assert int(result.model.optimizer.iterations.numpy()) == 32
+
+
+def test_initial_weights_bring_the_optimizer_state_too(tmp_path):
+    spec = tiny_spec({"epochs": 2, "data": SMALL}, aux=False)
+    first = train(spec, tmp_path / "first", build=tiny_model, verbose=0)
+    saved = tmp_path / "two_epochs.weights.h5"
+    first.model.save_weights(str(saved))
+    moments = [v.numpy() for v in first.model.optimizer.variables]
+    assert any(np.abs(m).sum() > 0 for m in moments[2:])  # Adam's moments are not zeros
+    seen = {}
+
+    class Look(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["weights"] = self.model.get_weights()
+            seen["optimizer"] = [v.numpy() for v in self.model.optimizer.variables]
+
+    more = tiny_spec({"epochs": 3, "data": SMALL}, aux=False)
+    train(
+        more,
+        tmp_path / "more",
+        build=tiny_model,
+        initial_epoch=2,
+        initial_weights=saved,
+        verbose=0,
+        callbacks=[Look()],
+    )
+    for got, want in zip(seen["weights"], first.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Every optimizer variable as saved; the step count as two epochs of 8 steps left it.
+    for got, want in zip(seen["optimizer"], moments, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert int(moments[0]) == 16

@@ -207,7 +207,18 @@ def test_a_killed_search_resumes(spec, tmp_path):
 def test_hyperband_continues_a_trial_from_its_epoch(spec, tmp_path):
     out = tmp_path / "out"
     overrides = {"tune.tuner": "hyperband", "tune.max_epochs": 3, "tune.max_trials": 20}
-    run_search(str(spec), overrides, out)
+    starts = []  # per trial trained: (its optimizer's step, whether Adam's moments are set)
+
+    class Start(keras.callbacks.Callback):
+        def __deepcopy__(self, memo):
+            return self
+
+        def on_train_begin(self, logs=None):
+            variables = self.model.optimizer.variables
+            moments = any(float(abs(v.numpy()).sum()) > 0 for v in variables[2:])
+            starts.append((int(self.model.optimizer.iterations.numpy()), moments))
+
+    run_search(str(spec), overrides, out, callbacks=[Start()])
     continued = [r for r in rows(out) if r["continues"]]
     assert continued and all(r["status"] == "COMPLETED" for r in rows(out))
     for row in continued:
@@ -219,6 +230,20 @@ def test_hyperband_continues_a_trial_from_its_epoch(spec, tmp_path):
         with open(trial / "run" / "history.csv", newline="") as f:
             epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
         assert epochs == list(range(start + 1, end + 1))
+    # A continued trial starts with the optimizer state of the trial it continues, at the step
+    # its epochs reached (36 training images, batches of 16: 3 steps an epoch); the others fresh.
+    initial = [int(r["epochs"]) for r in rows(out)]
+    continued_starts = sorted(
+        json.loads((out / "trials" / f"trial_{r['trial']}" / "trial.json").read_text())[
+            "hyperparameters"
+        ]["values"]["tuner/initial_epoch"]
+        * 3
+        for r in continued
+    )
+    assert sorted(step for step, moments in starts if moments) == continued_starts
+    assert [step for step, moments in starts if not moments] == [0] * (
+        len(initial) - len(continued)
+    )
 
 
 def test_the_best_epoch_weights_are_written_once_when_fit_ends(tmp_path):

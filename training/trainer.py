@@ -195,6 +195,7 @@ def train(
     verbose: int | str = 1,
     base_dir: str | Path | None = None,
     initial_epoch: int = 0,
+    initial_weights: str | Path | None = None,
     artifacts: str = "run",
 ) -> RunResult:
     """Fit `resolved` as its `train` section says; write the run folder.
@@ -210,6 +211,9 @@ def train(
         initial_epoch: the model already holds the weights of this many epochs (Hyperband's
             continued trials): train epochs `initial_epoch + 1 .. train.epochs`, with the
             learning-rate schedule where those epochs find it. Ignored when resuming.
+        initial_weights: a weights file of this model, optimizer state included (what
+            `model.save_weights` writes after `compile`: keras-tuner's trial checkpoints), to
+            start from instead of the built model's weights. Ignored when resuming.
         artifacts: `run` writes the whole run folder (a checkpoint and the history files every
             epoch, `curves.png`, `model.keras`); `trial` (a tune trial) checkpoints at most
             every `TRIAL_CHECKPOINT_SECONDS` and writes neither curves nor `model.keras`
@@ -345,9 +349,13 @@ def train(
             print(f"Nothing to resume in {out}: starting a fresh run.")
         run_callbacks.clear_checkpoints(out)
         initial_epoch = min(max(0, int(initial_epoch)), int(cfg["epochs"]))
-        if initial_epoch:  # schedules read the step count: start where those epochs left it
+        if initial_weights is not None or initial_epoch:
             with strategy.scope():
-                model.optimizer.build(model.trainable_variables)
+                if not model.optimizer.built:
+                    model.optimizer.build(model.trainable_variables)
+        if initial_weights is not None:  # the weights and the optimizer's moments
+            model.load_weights(str(initial_weights))
+        if initial_epoch:  # schedules read the step count: start where those epochs left it
             model.optimizer.iterations.assign(initial_epoch * pipes.steps_per_epoch)
 
     run_info = {

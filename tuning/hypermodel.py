@@ -215,6 +215,8 @@ class SpecHyperModel(kt.HyperModel):
         self.last_metrics: dict[str, float] = {}
         # Given a trial's best value: write its weights file? (None: always; the tuner sets it.)
         self.keep_weights: Callable[[float], bool] | None = None
+        # A trial id -> its weights file (the tuner sets it; Hyperband continues from them).
+        self.weights_of: Callable[[str], str] | None = None
         self._current: tuple[int, ResolvedSpec, TunerChooser] | None = None
 
     # -- keras-tuner's HyperModel ------------------------------------------------------------------
@@ -281,11 +283,17 @@ class SpecHyperModel(kt.HyperModel):
         resume = _same_values(out, values) and load_state(out) is not None
         out.mkdir(parents=True, exist_ok=True)
         (out / VALUES_FILE).write_text(json.dumps(values, sort_keys=True, default=str))
+        # A continued trial starts from the weights keras-tuner loaded into `model`; the file
+        # also holds the optimizer's state (Adam's moments), which loading before `compile`
+        # skips: the trainer loads it again after compiling.
+        continues = hp.values.get("tuner/trial_id") if initial_epoch else None
+        start = self.weights_of(continues) if continues and self.weights_of else None
         try:
             result = trainer.train(
                 run,
                 out,
                 resume=resume,
+                initial_weights=None if resume or start is None else start,
                 build=_builder(model, cfg["distribute"]),
                 callbacks=[_in_memory(c, self.keep_weights) for c in callbacks or []],
                 verbose=0,

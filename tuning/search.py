@@ -495,6 +495,7 @@ class _SpecTuner:
         # `get_best_models`), sparing every other trial the write.
         hyperband = isinstance(self, kt.Hyperband) or self._is_worker()
         self.hypermodel.keep_weights = None if hyperband else self._beats_best
+        self.hypermodel.weights_of = self._get_checkpoint_fname
         return super().run_trial(trial, *args, **kwargs)
 
     def _beats_best(self, value: float) -> bool:
