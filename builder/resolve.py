@@ -658,12 +658,25 @@ class _Resolver:
     def step_choice(
         self, raw: dict, path: tuple, scope: _Scope, env: dict, local: str
     ) -> list[Step]:
-        problems = check_space(raw)
+        # `name` names the step (and so its hyperparameter); the rest is the search space.
+        space = {k: v for k, v in raw.items() if k != "name"}
+        problems = check_space(space)
         for key, message in problems:
             self.error((*path, key), f"invalid search space: {message}")
+        if "name" in raw and not isinstance(raw["name"], str):
+            self.error((*path, "name"), f"`name` must be a string. Received: {_short(raw['name'])}")
+            return []
         if problems:
             return []
         values = raw["values"]
+        named = [i for i, v in enumerate(values) if isinstance(v, dict) and "name" in v]
+        for index in named if "name" in raw else []:
+            self.error(
+                (*path, "values", index, "name"),
+                "the choice is named, so its steps take that name: remove this `name`",
+            )
+        if named and "name" in raw:
+            return []
         nested = [index for index, value in enumerate(values) if is_space(value)]
         for index in nested:  # both choices would share one hyperparameter name
             self.error(

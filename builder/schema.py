@@ -294,10 +294,12 @@ def _space_defs() -> dict[str, Any]:
             ],
         },
         "step_choice": {
-            "description": "a choice between whole steps: {tune: choice, values: [steps]}",
+            "description": "a choice between whole steps: {tune: choice, values: [steps]}; "
+            "`name` names the chosen step and its hyperparameter",
             "type": "object",
             "properties": {
                 "tune": {"const": "choice"},
+                "name": {"type": "string"},
                 "values": {"type": "array", "items": _REF_STEP, "minItems": 1},
                 "default": _REF_STEP,
             },

@@ -30,6 +30,8 @@ GOOD = {
     "kernel: 3, activation: {tune: choice, values: [relu, gelu]}}",
     "step_choice": "network:\n  - {tune: choice, values: [{basic_residual: {filters: 8}}, "
     "{bottleneck_residual: 8}]}",
+    "named_step_choice": "network:\n  - {tune: choice, name: middle, values: [relu: , "
+    "{conv: {filters: 3, kernel: 3}}]}",
     "user_block": "blocks:\n  mine: {args: {a: null}, body: [conv: {filters: $a, kernel: 3}]}\n"
     "network:\n  - mine: [8]\n    name: m\n    repeat: 2\n  - mine: {a: 3}",
     "keras_class": "network:\n  - Conv2DTranspose: {filters: 8, kernel_size: 3}",

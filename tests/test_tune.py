@@ -262,3 +262,41 @@ def test_an_unused_space_gets_its_default(tmp_path):
     assert document["network"][1] == {"basic_residual": {"filters": 8}}  # first value, min
     assert document["vars"]["width"] == 16
     assert _no_spaces(document)
+
+
+@pytest.mark.parametrize("label", ["basic_residual", "conv"])
+def test_a_named_step_choice_names_its_hyperparameter_and_the_chosen_step(tmp_path, label):
+    text = SPEC.replace(
+        "  - tune: choice\n    values:", "  - tune: choice\n    name: middle\n    values:"
+    )
+    doc = _doc(tmp_path, text)
+    model, space = _space(doc)
+    names = {hp.name for hp in space.space}
+    assert {"middle", "middle/basic_residual/filters", "middle/conv/kernel"} <= names
+    assert not any(n == "choice" or n.startswith("choice/") for n in names)
+    hp = space.copy()
+    hp.values["middle"] = label
+    hp.ensure_active_values()
+    tuned, _ = model.resolve(hp)
+    assert tuned.network[1].name == "middle"
+    # best.yaml keeps the name on the chosen step, so it builds the same layers.
+    document = model.concrete(hp)
+    assert document["network"][1]["name"] == "middle" and label in document["network"][1]
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert _steps(resolve_spec(str(path)).network) == _steps(tuned.network)
+
+
+def test_a_named_step_choice_refuses_names_on_its_steps(tmp_path):
+    text = SPEC.replace(
+        "  - tune: choice\n    values:", "  - tune: choice\n    name: middle\n    values:"
+    )
+    text = text.replace(
+        "      - conv: {filters: 8, kernel: {tune: choice, values: [3, 5]}}",
+        "      - conv: {filters: 8, kernel: {tune: choice, values: [3, 5]}}\n        name: other",
+    )
+    with pytest.raises(SpecError) as e:
+        resolve_spec(_doc(tmp_path, text))
+    message = str(e.value)
+    assert "network[1].values[1].name: the choice is named, so its steps take that name" in message
+    assert "spec.yaml:17:9" in message  # the `name` of the second value

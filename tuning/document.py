@@ -111,7 +111,10 @@ def concrete_document(
 
     def walk(node: Any, path: PathT) -> Any:
         if space_at(node):
-            return walk(pick(node, path), _chosen_path(node, path, values.get(path)))
+            chosen = walk(pick(node, path), _chosen_path(node, path, values.get(path)))
+            if "name" in node and isinstance(chosen, dict):  # a named choice among steps
+                chosen = {**chosen, "name": node["name"]}
+            return chosen
         if isinstance(node, dict):
             return {k: walk(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
