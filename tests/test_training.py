@@ -555,3 +555,16 @@ def test_initial_weights_bring_the_optimizer_state_too(tmp_path):
     for got, want in zip(seen["optimizer"], moments, strict=True):
         np.testing.assert_array_equal(got, want)
     assert int(moments[0]) == 16
+
+
+def test_runs_sharing_their_data_see_the_batches_a_lone_run_sees(tmp_path):
+    from training import data as data_lib
+
+    # The shuffle draws from its dataset's random state: a run must not inherit another's.
+    spec = tiny_spec({"epochs": 2, "data": SMALL}, aux=False)
+    alone = train(spec, tmp_path / "alone", build=tiny_model, verbose=0, artifacts="trial")
+    with data_lib.shared_between_runs():
+        first = train(spec, tmp_path / "first", build=tiny_model, verbose=0, artifacts="trial")
+        second = train(spec, tmp_path / "second", build=tiny_model, verbose=0, artifacts="trial")
+    for run in (first, second):
+        assert run.history["loss"] == pytest.approx(alone.history["loss"], rel=1e-5)

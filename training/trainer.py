@@ -286,37 +286,22 @@ def train(
     def features(x):
         return {input_name: x} if input_name is not None else x
 
-    def make_pipelines():
-        return data_lib.make_pipelines(
-            source,
-            preprocess,
-            augment=augment,
-            fit=fit_layer,
-            train_fit=train_fit,
-            labels=targets,
-            features=features,
-            batch_size=int(cfg["batch_size"]),
-            seed=seed,
-            cache=cfg["data"].get("cache", "auto"),
-            drop_remainder=multi_worker,
-        )
-
-    # A search's trials that read the same data the same way share the pipelines (tf.data traces
-    # its functions once); the key holds everything the pipelines are made from.
-    pipes = data_lib.shared(
-        make_pipelines,
-        "pipelines",
-        id(source),
-        id(preprocess),
-        {k: v for k, v in geometry.items() if k != "input_shape"},
-        cfg["augment"],
-        int(cfg["batch_size"]),
-        seed,
-        cfg["data"].get("cache", "auto"),
-        multi_worker,
-        names,
-        obj.one_hot,
-        input_name,
+    # Made for each run, even inside `shared_between_runs`: shuffling and augmentation draw
+    # from their dataset's random state, so a run on a dataset another run has iterated would
+    # see other batches than `blockspec train` of the same spec (the source and the
+    # preprocessed cache below the shuffle are shared).
+    pipes = data_lib.make_pipelines(
+        source,
+        preprocess,
+        augment=augment,
+        fit=fit_layer,
+        train_fit=train_fit,
+        labels=targets,
+        features=features,
+        batch_size=int(cfg["batch_size"]),
+        seed=seed,
+        cache=cfg["data"].get("cache", "auto"),
+        drop_remainder=multi_worker,
     )
     jit = cfg["jit_compile"]
     if jit and strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
