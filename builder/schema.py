@@ -549,6 +549,10 @@ def _train_schema() -> dict[str, Any]:
         "augment": {"description": "Keras preprocessing steps (random_crop, ...)", "type": "array"},
         "precision": {"enum": list(config.PRECISIONS)},
         "jit_compile": {"enum": [True, False, "auto"]},
+        "deterministic": {
+            "type": "boolean",
+            "description": "augment on one thread, so runs repeat exactly",
+        },
         "distribute": {"enum": list(config.DISTRIBUTE)},
         "early_stopping": {
             "anyOf": [

@@ -568,3 +568,19 @@ def test_runs_sharing_their_data_see_the_batches_a_lone_run_sees(tmp_path):
         second = train(spec, tmp_path / "second", build=tiny_model, verbose=0, artifacts="trial")
     for run in (first, second):
         assert run.history["loss"] == pytest.approx(alone.history["loss"], rel=1e-5)
+
+
+def test_deterministic_runs_augment_alike(tmp_path):
+    spec = tiny_spec(
+        {
+            "epochs": 2,
+            "data": SMALL,
+            "augment": [{"random_translation": 0.2}, "random_flip"],
+            "deterministic": True,
+        },
+        aux=False,
+    )
+    first = train(spec, tmp_path / "a", build=tiny_model, verbose=0, artifacts="trial")
+    second = train(spec, tmp_path / "b", build=tiny_model, verbose=0, artifacts="trial")
+    assert first.history["loss"] == second.history["loss"]
+    assert first.history["val_loss"] == second.history["val_loss"]

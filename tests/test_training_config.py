@@ -85,6 +85,7 @@ def test_source_specific_keys():
         ({"precision": "fp16"}, "precision", "mixed_float16"),
         ({"distribute": "mirored"}, "distribute", "did you mean `mirrored`?"),
         ({"jit_compile": "yes"}, "jit_compile", "true, false or `auto`"),
+        ({"deterministic": "yes"}, "deterministic", "must be true or false"),
         ({"epochs": 0}, "epochs", "positive integer. Received: epochs=0"),
         ({"batch_size": 3.5}, "batch_size", "positive integer"),
         ({"label_smoothing": 1.0}, "label_smoothing", "< 1.0"),

@@ -45,6 +45,8 @@ train:
   early_stopping: false     # true, or {monitor: val_loss, patience: 5, min_delta: 0, mode: auto,
                             #           restore_best_weights: true}
   seed: 0
+  deterministic: false      # true: augment on one thread, so two runs of a spec see the same
+                            # augmented images (the input pipeline is then slower)
   evaluate: {tta: []}       # test-time augmentation views for `blockspec evaluate`: flip, crops
 ```
 """
@@ -145,6 +147,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "distribute": "none",
     "early_stopping": False,
     "seed": 0,
+    "deterministic": False,
     "evaluate": {"tta": []},
 }
 EARLY_STOPPING_DEFAULTS = {
@@ -238,6 +241,14 @@ def check_train(train: Any) -> list[tuple[str, str]]:
     _choice(problems, train, "distribute", DISTRIBUTE, "distribution strategy")
     if "early_stopping" in train:
         _check_early_stopping(problems, train["early_stopping"])
+    if "deterministic" in train and not isinstance(train["deterministic"], bool):
+        problems.append(
+            (
+                "deterministic",
+                "`deterministic` must be true or false. "
+                f"Received: deterministic={train['deterministic']!r}",
+            )
+        )
     if "seed" in train and not _is_int(train["seed"]):
         problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
     if "evaluate" in train:

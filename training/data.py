@@ -657,6 +657,7 @@ def make_pipelines(
     seed: int,
     cache: Any = "auto",
     drop_remainder: bool = False,
+    deterministic: bool = False,
 ) -> Pipelines:
     """Training and validation datasets: preprocess, cache, shuffle, augment, batch, prefetch.
 
@@ -673,6 +674,9 @@ def make_pipelines(
         seed: shuffle seed.
         cache: `auto`, true or false.
         drop_remainder: drop the last partial batch (multi-worker training).
+        deterministic: augment on one thread. Keras' random layers hand out their draws in the
+            order they are called, so on several threads which example gets which draw varies
+            from run to run; on one, two runs with the same seed augment alike.
     """
     shape = preprocess.output.shape[1:]
 
@@ -692,7 +696,7 @@ def make_pipelines(
     train = _cached(source.train, preprocess, should_cache(cache, source.train.size, shape))
     train = train.shuffle(min(max(source.train.size, 1), 10_000), seed=seed)
     if augment:
-        train = train.map(augment_one, num_parallel_calls=AUTOTUNE)
+        train = train.map(augment_one, num_parallel_calls=None if deterministic else AUTOTUNE)
     train = train.batch(batch_size, drop_remainder=drop_remainder)
     steps = source.train.size // batch_size
     if not drop_remainder and source.train.size % batch_size:

@@ -302,6 +302,7 @@ def train(
         seed=seed,
         cache=cfg["data"].get("cache", "auto"),
         drop_remainder=multi_worker,
+        deterministic=bool(cfg["deterministic"]),
     )
     jit = cfg["jit_compile"]
     if jit and strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
