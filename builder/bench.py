@@ -138,10 +138,9 @@ def bench_spec(
             f"batch={batch}, warmup={warmup}"
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
     import tensorflow as tf
 
-    from builder.compile import compile_spec
+    from builder.compile import compile_spec, dtype_policy
     from builder.load import DEFAULT_LIMITS
     from builder.resolve import resolve_spec
 
@@ -160,9 +159,7 @@ def bench_spec(
 
     resolved = resolve_spec(spec, overrides, limits=limits or DEFAULT_LIMITS)
     batch = batch or int((resolved.train or {}).get("batch_size") or 32)
-    old_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         built = compile_spec(resolved)
         model = built.model
         notes: list[str] = []
@@ -196,8 +193,6 @@ def bench_spec(
             peak = _peak_rss_bytes()
             kind = "process peak RSS"
         params = int(model.count_params())
-    finally:
-        keras.config.set_dtype_policy(old_policy)
     return BenchReport(
         spec=resolved.name,
         device=device,

@@ -143,6 +143,17 @@ def _step_of(layer_name: str, steps: list[Step]) -> Step | None:
 
 
 @contextlib.contextmanager
+def dtype_policy(name: str):
+    """Set Keras' global dtype policy for the layers built inside, then restore it."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+@contextlib.contextmanager
 def _deferred_weights():
     """Builds layers without allocating their weights; yields the list of weights created.
 

@@ -9,9 +9,8 @@ The run folder (`runs/<spec name>` by default) holds:
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from builder.compile import dtype_policy
 from builder.errors import Problem, SpecError
 from builder.spec import ResolvedSpec
 from training import callbacks as run_callbacks
@@ -69,17 +69,6 @@ def default_build(resolved: ResolvedSpec) -> keras.Model:
     from builder import build_model
 
     return build_model(resolved)
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str) -> Iterator[None]:
-    """Set Keras' global dtype policy for the layers built inside, then restore it."""
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(old)
 
 
 def checked_train(resolved: ResolvedSpec) -> dict[str, Any]:
