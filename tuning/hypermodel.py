@@ -293,7 +293,7 @@ class SpecHyperModel(kt.HyperModel):
                 run,
                 out,
                 resume=resume,
-                initial_weights=None if resume or start is None else start,
+                initial_weights=None if resume else start,
                 build=_builder(model, cfg["distribute"]),
                 callbacks=[_in_memory(c, self.keep_weights) for c in callbacks or []],
                 verbose=0,
@@ -402,18 +402,16 @@ class BestEpochInMemory(keras.callbacks.Callback):
         best, self.best = self.best, None
         if best is None or (self.keep is not None and not self.keep(self.inner.best_value)):
             return
-        self.best = best
         variables = self._variables()
         last = [keras.ops.convert_to_numpy(v) for v in variables]
         try:
-            for variable, value in zip(variables, self.best, strict=True):
+            for variable, value in zip(variables, best, strict=True):
                 variable.assign(value)
             self.inner.set_model(self.model)
             self.inner._save_model()
         finally:
             for variable, value in zip(variables, last, strict=True):
                 variable.assign(value)
-            self.best = None
 
 
 def _in_memory(callback, keep: Callable[[float], bool] | None):

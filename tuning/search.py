@@ -445,6 +445,13 @@ class _SpecTuner:
         self._attach_display()
         if self._is_worker():
             self._pace()
+        # Hyperband continues trials from their weights files; the other tuners never read one
+        # again, so only a trial that beats the best so far writes its own (for
+        # `get_best_models`), sparing every other trial the write. A worker cannot tell the
+        # best so far: its trials all write theirs.
+        every_trial = isinstance(self, kt.Hyperband) or self._is_worker()
+        self.hypermodel.keep_weights = None if every_trial else self._beats_best
+        self.hypermodel.weights_of = self._get_checkpoint_fname
 
     def reload(self):
         self._attach_display()  # before the oracle's state (with the table's) is read back
@@ -490,12 +497,6 @@ class _SpecTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id))
-        # Hyperband continues trials from their weights file; the other tuners never read one
-        # again, so only a trial that beats the best so far writes its own (for
-        # `get_best_models`), sparing every other trial the write.
-        hyperband = isinstance(self, kt.Hyperband) or self._is_worker()
-        self.hypermodel.keep_weights = None if hyperband else self._beats_best
-        self.hypermodel.weights_of = self._get_checkpoint_fname
         return super().run_trial(trial, *args, **kwargs)
 
     def _beats_best(self, value: float) -> bool:
