@@ -7,6 +7,8 @@ re-raised as a `SpecError` that names the step and where it was written.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -75,8 +77,28 @@ class BuildContext:
             raise ValueError(f"`{step.type}` merges several tensors: give them with `from: [a, b]`")
         name = f"{step.name}_{step.type}" if step.name in self.reserved else step.name
         if entry.kind == "keras":
-            return getattr(layers, step.type)(name=name, **step.args)(x)
+            return call_layer(getattr(layers, step.type)(name=name, **step.args), x)
         return entry.build(x, name=name, **step.args)
+
+
+def call_layer(layer: Any, x: Any) -> Any:
+    """Calls `layer` on `x` so that a model called without `training` computes in inference mode.
+
+    Keras' image preprocessing layers declare `call(..., training=True)`. Called with `training`
+    unset (`model(x)`, a SavedModel signature), Keras takes that default and stores it in the call
+    context that every later layer of the same call reads, so the batch norms and dropouts after a
+    `Resizing` ran in training mode and updated their statistics. Recording `training=False` on the
+    node keeps inference the default; `fit` still passes `training=True`, which overrides it.
+    """
+    if _training_default(type(layer)) is True:
+        return layer(x, training=False)
+    return layer(x)
+
+
+@functools.cache
+def _training_default(layer_class: type) -> Any:
+    parameter = inspect.signature(layer_class.call).parameters.get("training")
+    return None if parameter is None else parameter.default
 
 
 def compile_spec(

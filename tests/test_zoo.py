@@ -13,16 +13,18 @@ Where the numbers come from: docs/zoo.md.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from zoo_fixtures import EXAMPLES, ZOO
+from zoo_fixtures import small_overrides as _small_overrides
+from zoo_fixtures import spec_id as _spec_id
 
 import cli
 from builder import build_model, resolve_spec
 from builder.compile import compile_spec
-from builder.load import SPECS_DIR, load_document
+from builder.load import load_document
 from builder.summary import stats
 
 # spec, overrides, inference, trainable, total (count_params(): batch-norm moving statistics too)
@@ -246,30 +248,6 @@ def test_same_outputs_as_keras_applications(application, spec, side):
 
 
 # --------------------------------------------------------------------- every spec trains
-
-ZOO = sorted(SPECS_DIR.glob("*.yaml"))
-EXAMPLES = sorted((SPECS_DIR / "examples").glob("*.yaml"))
-SMALL_SIDE = 64
-# Where 64x64 is too small: AlexNet's three valid 3/2 pools after 11x11/4 need 67;
-# InceptionV3 needs 75 (keras.applications' own minimum).
-MIN_SIDE = {"alexnet": 67, "inception_v3": 75}
-
-
-def _spec_id(path: Path) -> str:
-    return path.stem if path.parent == SPECS_DIR else f"examples/{path.stem}"
-
-
-def _small_overrides(path: Path) -> dict:
-    data = load_document(str(path)).data
-    overrides = {}
-    if "classes" in (data.get("vars") or {}):
-        overrides["vars.classes"] = 10
-    shape = data.get("input")
-    side = max(SMALL_SIDE, MIN_SIDE.get(path.stem, 0))
-    if isinstance(shape, list) and len(shape) == 3 and isinstance(shape[0], int):
-        if shape[0] > side:
-            overrides["input"] = [side, side, shape[2]]
-    return overrides
 
 
 @pytest.mark.parametrize("path", ZOO, ids=_spec_id)

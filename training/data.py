@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from builder.compile import call_layer
 from training.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -548,7 +549,7 @@ def _preprocess_model(raw_shape, image_size, channels, scale, raw_dtype, name) -
         if len(raw_shape) == 2:
             x = keras.layers.Reshape((*raw_shape, 1), name=f"{name}_add_channel")(x)
         if tuple(raw_shape[:2]) != tuple(image_size):
-            x = keras.layers.Resizing(*image_size, name=f"{name}_resize")(x)
+            x = call_layer(keras.layers.Resizing(*image_size, name=f"{name}_resize"), x)
         have = 1 if len(raw_shape) == 2 else raw_shape[-1]
         if channels is not None and have != channels:
             x = _adapt_channels(x, have, channels, name)

@@ -41,10 +41,12 @@ def inference_model(
     raw = keras.Input(
         shape=preprocess.inputs[0].shape[1:], dtype=preprocess.inputs[0].dtype, name="image"
     )
-    x = preprocess(raw)
+    # Each part is called with `training=False` recorded on its node, so `model(x)` computes as
+    # `model.predict(x)` does (see `builder.compile.call_layer`); `fit` still passes True.
+    x = preprocess(raw, training=False)
     if fit is not None:
-        x = fit(x)
-    return keras.Model(raw, network(x), name=name)
+        x = fit(x, training=False)
+    return keras.Model(raw, network(x, training=False), name=name)
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:

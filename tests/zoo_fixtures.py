@@ -1,0 +1,32 @@
+"""Every zoo spec and example, and the overrides that make each one small enough to build fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builder.load import SPECS_DIR, load_document
+
+ZOO = sorted(SPECS_DIR.glob("*.yaml"))
+EXAMPLES = sorted((SPECS_DIR / "examples").glob("*.yaml"))
+SMALL_SIDE = 64
+# Where 64x64 is too small: AlexNet's three valid 3/2 pools after 11x11/4 need 67;
+# InceptionV3 needs 75 (keras.applications' own minimum).
+MIN_SIDE = {"alexnet": 67, "inception_v3": 75}
+
+
+def spec_id(path: Path) -> str:
+    return path.stem if path.parent == SPECS_DIR else f"examples/{path.stem}"
+
+
+def small_overrides(path: Path) -> dict:
+    """10 classes, and an input side of at most 64 (or the spec's minimum)."""
+    data = load_document(str(path)).data
+    overrides = {}
+    if "classes" in (data.get("vars") or {}):
+        overrides["vars.classes"] = 10
+    shape = data.get("input")
+    side = max(SMALL_SIDE, MIN_SIDE.get(path.stem, 0))
+    if isinstance(shape, list) and len(shape) == 3 and isinstance(shape[0], int):
+        if shape[0] > side:
+            overrides["input"] = [side, side, shape[2]]
+    return overrides
