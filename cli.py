@@ -11,8 +11,9 @@ import os
 import sys
 from typing import Any
 
-from builder.errors import SpecError
-from builder.load import Limits, parse_override
+from blockspec import __version__
+from blockspec.builder.errors import SpecError
+from blockspec.builder.load import Limits, parse_override
 
 EXAMPLES = {
     "validate": "blockspec validate specs/googlenet.yaml my_net.yaml",
@@ -73,7 +74,7 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_validate(args) -> int:
-    from builder.resolve import resolve_spec
+    from blockspec.builder.resolve import resolve_spec
 
     failed = 0
     limits = _limits(args.limit)
@@ -98,8 +99,8 @@ def _count_steps(steps) -> int:
 
 def _build(spec: str, args, inference: bool = False):
     _quiet_tensorflow()
-    from builder.compile import compile_spec
-    from builder.resolve import resolve_spec
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
 
     resolved = resolve_spec(spec, _overrides(args.set), limits=_limits(args.limit))
     return compile_spec(resolved, inference=inference)
@@ -121,10 +122,9 @@ def _columns() -> int:
 
 
 def cmd_summary(args) -> int:
+    from blockspec.views.summary import human, references, stats
     from rich.console import Console
     from rich.table import Table
-
-    from builder.summary import human, references, stats
 
     console = Console(width=max(80, _columns()))
     builts = [_build(spec, args) for spec in args.spec]
@@ -189,9 +189,8 @@ def cmd_summary(args) -> int:
 
 
 def _by_block_table(built, totals):
+    from blockspec.views.summary import by_block, human
     from rich.table import Table
-
-    from builder.summary import by_block, human
 
     table = Table(title=f"{totals.name}: by block")
     for column in ("block", "kind", "uses", "params", "%", "mult-adds", "%"):
@@ -214,15 +213,15 @@ def _by_block_table(built, totals):
 
 
 def cmd_render(args) -> int:
-    from builder.render import render
-    from builder.resolve import resolve_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.render import render
 
     print(render(resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))), end="")
     return 0
 
 
 def cmd_schema(args) -> int:
-    from builder.schema import schema_text
+    from blockspec.views.schema import schema_text
 
     text = schema_text()
     if args.output:
@@ -235,8 +234,8 @@ def cmd_schema(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from builder.plot import plot_graph, require_dot, write_plot
-    from builder.resolve import resolve_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.plot import plot_graph, require_dot, write_plot
 
     resolved = resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))
     output = args.output or f"{resolved.name}.png"
@@ -245,7 +244,7 @@ def cmd_plot(args) -> int:
     built = None
     if args.expand or args.shapes:
         _quiet_tensorflow()
-        from builder.compile import compile_spec
+        from blockspec.builder.compile import compile_spec
 
         built = compile_spec(resolved)
     graph = plot_graph(resolved, built, expand=args.expand, direction=args.direction)
@@ -254,8 +253,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from builder.diff import diff_specs, stats_rows
-    from builder.resolve import resolve_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.diff import diff_specs, stats_rows
 
     limits = _limits(args.limit)
     overrides = _overrides(args.set)
@@ -279,7 +278,7 @@ def cmd_diff(args) -> int:
         from rich.table import Table
 
         _quiet_tensorflow()
-        from builder.compile import compile_spec
+        from blockspec.builder.compile import compile_spec
 
         table = Table(title="built")
         for column, justify in (("", "left"), ("A", "right"), ("B", "right"), ("B - A", "right")):
@@ -305,7 +304,7 @@ def _print_diff(lines: list[str]) -> None:
 
 
 def cmd_init(args) -> int:
-    from builder.scaffold import scaffold
+    from blockspec.views.scaffold import scaffold
 
     text = scaffold(args.file, args.from_spec)
     if args.file == "-":
@@ -321,11 +320,10 @@ def cmd_init(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from blockspec.builder import registry
+    from blockspec.builder.load import SPECS_DIR, parse_yaml, read_text
     from rich.console import Console
     from rich.table import Table
-
-    from builder import registry
-    from builder.load import SPECS_DIR, parse_yaml, read_text
 
     console = Console(width=max(80, _columns()))
     table = Table(title="zoo specs")
@@ -355,7 +353,7 @@ def cmd_list(args) -> int:
 
 def cmd_train(args) -> int:
     _quiet_tensorflow()
-    from training.commands import train_command
+    from blockspec.training.commands import train_command
 
     return train_command(
         args.spec, _overrides(args.set), args.out, args.resume, limits=_limits(args.limit)
@@ -364,7 +362,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     _quiet_tensorflow()
-    from training.commands import evaluate_command
+    from blockspec.training.commands import evaluate_command
 
     tta = [t for t in args.tta.split(",") if t] if args.tta else None
     return evaluate_command(args.run_dir, tta)
@@ -372,7 +370,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_tune(args) -> int:
     _quiet_tensorflow()
-    from tuning.commands import tune_command
+    from blockspec.tuning.commands import tune_command
 
     return tune_command(
         args.spec,
@@ -390,7 +388,7 @@ def cmd_bench(args) -> int:
     _quiet_tensorflow()
     import json
 
-    from builder.bench import bench_spec
+    from blockspec.views.bench import bench_spec
 
     try:
         report = bench_spec(
@@ -418,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Declarative architecture builder for Keras 3: YAML specs of reusable blocks -> Keras models.",
         epilog="Example: blockspec validate specs/googlenet.yaml",
     )
+    parser.add_argument("--version", action="version", version=f"blockspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, fn):

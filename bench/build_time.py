@@ -31,10 +31,9 @@ def measure(spec: str, application: str, rounds: int, warmup: int = 1) -> dict:
     """Interleaved build times of the spec and of keras.applications, in seconds."""
     quiet_tensorflow()
     import keras
-
-    from builder import build_model
-    from builder.compile import compile_spec
-    from builder.resolve import resolve_spec
+    from blockspec.builder import build_model
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
 
     keras_fn = getattr(keras.applications, application)
     resolve_times: list[float] = []

@@ -100,8 +100,7 @@ def pipelines(folder: Path):
     """name -> (dataset, steps per epoch); every batch holds BATCH images."""
     import numpy as np
     import tensorflow as tf
-
-    from training import data as data_lib
+    from blockspec.training import data as data_lib
 
     out = {}
     for name, data in (
@@ -142,8 +141,7 @@ EPOCHS = {"digits": 3, "folder": 2}
 def measure(quick: bool) -> dict:
     quiet_tensorflow()
     import keras
-
-    from builder import build_model
+    from blockspec.builder import build_model
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

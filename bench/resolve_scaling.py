@@ -70,8 +70,8 @@ def count_steps(steps) -> int:
 
 
 def _pure_python_cpu(path: str, repeat: int) -> float:
-    from builder import load
-    from builder.resolve import resolve_spec
+    from blockspec.builder import load
+    from blockspec.builder.resolve import resolve_spec
 
     saved, load._FastLoader = load._FastLoader, None
     try:
@@ -87,8 +87,8 @@ def _pure_python_cpu(path: str, repeat: int) -> float:
 
 
 def run(quick: bool = False) -> list[Result]:
-    from builder.load import load_document
-    from builder.resolve import resolve_spec
+    from blockspec.builder.load import load_document
+    from blockspec.builder.resolve import resolve_spec
 
     sizes = QUICK_SIZES if quick else SIZES
     repeat = 1 if quick else 7

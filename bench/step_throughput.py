@@ -54,8 +54,7 @@ def measure(
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from builder import build_model
+    from blockspec.builder import build_model
 
     ours = build_model(spec, {"input": list(shape), "vars.classes": CLASSES})
     theirs = getattr(keras.applications, application)(

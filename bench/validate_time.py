@@ -26,7 +26,7 @@ def validate_command() -> list[str]:
 
 
 def zoo_specs() -> list[str]:
-    from builder.load import zoo_names
+    from blockspec.builder.load import zoo_names
 
     return zoo_names()
 

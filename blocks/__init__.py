@@ -1,3 +1,3 @@
 """Built-in step types. Importing this package registers them (without importing TensorFlow)."""
 
-from blocks import combinators, conv, heads, inception, layers, residual  # noqa: F401
+from blockspec.blocks import combinators, conv, heads, inception, layers, residual  # noqa: F401

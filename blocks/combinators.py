@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from builder.lazy import layers
-from builder.registry import REQUIRED, Param, StepType, register
+from blockspec.builder.lazy import layers
+from blockspec.builder.registry import REQUIRED, Param, StepType, register
 
 Merge = Literal["concat", "add", "multiply", "average", "maximum"]
 _MERGE_LAYERS = {
@@ -94,7 +94,7 @@ def _combinator(
             build=build,
             primary=primary,
             doc=doc,
-            source="blocks.combinators",
+            source="blockspec.blocks.combinators",
         )
     )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from blocks.layers import Factorize, Padding, conv2d
-from builder.lazy import layers
-from builder.registry import Size, register_block
+from blockspec.blocks.layers import Factorize, Padding, conv2d
+from blockspec.builder.lazy import layers
+from blockspec.builder.registry import Size, register_block
 
 Order = Literal["conv_bn_act", "bn_act_conv", "conv_act_bn"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from builder.lazy import layers
-from builder.registry import register_block
+from blockspec.builder.lazy import layers
+from blockspec.builder.registry import register_block
 
 
 @register_block("inception")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from builder.lazy import layers
-from builder.registry import REQUIRED, Param, Size, StepType, keras_layer_table, register
+from blockspec.builder.lazy import layers
+from blockspec.builder.registry import REQUIRED, Param, Size, StepType, keras_layer_table, register
 
 Padding = Literal["valid", "same"]
 Factorize = Literal["none", "stack3", "asymmetric"]
@@ -94,7 +94,7 @@ def layer(
             passthrough=passthrough,
             multi_input=multi_input,
             doc=doc or f"keras.layers.{class_name}.",
-            source=f"blocks.layers ({class_name})",
+            source=f"blockspec.blocks.layers ({class_name})",
             extra={"keras_class": class_name, "rename": rename},
         )
     )
@@ -260,7 +260,7 @@ layer("maximum", "Maximum", {}, multi_input=True, doc="Element-wise maximum.")
 
 
 def _lrn(x, *, name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
-    from blocks.lrn import LocalResponseNormalization
+    from blockspec.blocks.lrn import LocalResponseNormalization
 
     return LocalResponseNormalization(size=size, alpha=alpha, beta=beta, k=k, name=name)(x)
 
@@ -278,6 +278,6 @@ register(
         build=_lrn,
         primary="size",
         doc="Local response normalisation, Caffe/AlexNet semantics (alpha divided by size).",
-        source="blocks.layers",
+        source="blockspec.blocks.layers",
     )
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from builder.lazy import layers
-from builder.registry import register_block
+from blockspec.builder.lazy import layers
+from blockspec.builder.registry import register_block
 
 Shortcut = Literal["auto", "projection", "identity"]
 

@@ -1,12 +1,12 @@
 """blockspec's builder: load -> validate and resolve -> compile.
 
-`import builder` does not import TensorFlow; `build_model` does, when called.
+`import blockspec.builder` does not import TensorFlow; `build_model` does, when called.
 """
 
-from builder.errors import Mark, Problem, SpecError
-from builder.load import Limits, load_document
-from builder.resolve import resolve_spec
-from builder.spec import ResolvedSpec
+from blockspec.builder.errors import Mark, Problem, SpecError
+from blockspec.builder.load import Limits, load_document
+from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.spec import ResolvedSpec
 
 
 def load_spec(spec, overrides=None, **kwargs) -> ResolvedSpec:
@@ -16,7 +16,7 @@ def load_spec(spec, overrides=None, **kwargs) -> ResolvedSpec:
 
 def build_model(spec, overrides=None, inference: bool = False):
     """Builds a `keras.Model` from a spec; see `builder.compile.build_model`."""
-    from builder.compile import build_model as _build
+    from blockspec.builder.compile import build_model as _build
 
     return _build(spec, overrides, inference)
 

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder import registry
-from builder.errors import Problem, SpecError
-from builder.lazy import keras, layers
-from builder.load import DEFAULT_LIMITS, Limits
-from builder.spec import ResolvedSpec, Step
+from blockspec.builder import registry
+from blockspec.builder.errors import Problem, SpecError
+from blockspec.builder.lazy import keras, layers
+from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.builder.spec import ResolvedSpec, Step
 
 
 @dataclass
@@ -263,7 +263,7 @@ def build_model(
     Example:
         >>> model = build_model("resnet50", overrides={"vars.classes": 10, "input": [64, 64, 3]})  # doctest: +SKIP
     """
-    from builder.resolve import resolve_spec
+    from blockspec.builder.resolve import resolve_spec
 
     return compile_spec(resolve_spec(spec, overrides), inference=inference).model
 

@@ -201,7 +201,7 @@ class _Evaluator:
                 return self.env[node.id]
             if node.id in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[node.id]
-            from builder.errors import did_you_mean
+            from blockspec.builder.errors import did_you_mean
 
             hint = did_you_mean(node.id, list(self.env))
             raise ExpressionError(

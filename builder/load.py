@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from builder.errors import Mark, Problem, SpecError, did_you_mean
+from blockspec.builder.errors import Mark, Problem, SpecError, did_you_mean
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 

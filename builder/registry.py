@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from builder.errors import did_you_mean
+from blockspec.builder.errors import did_you_mean
 
 
 class _Required:
@@ -130,13 +130,8 @@ def register_block(name: str, *, primary: str | None = None, multi_input: bool =
     return decorate
 
 
-def _ensure_builtins() -> None:
-    import blocks  # noqa: F401  (registers the built-in step types)
-
-
 def get(name: str) -> StepType | None:
     """The step type registered as `name`, or a `keras.layers` class of that exact name."""
-    _ensure_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
     table = keras_layer_table()
@@ -177,7 +172,6 @@ def refused(name: Any) -> str | None:
 
 def all_types() -> dict[str, StepType]:
     """Registered step types (not the on-demand `keras.layers` ones), by name."""
-    _ensure_builtins()
     return {k: v for k, v in _REGISTRY.items() if v.kind != "keras"}
 
 

@@ -12,12 +12,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder import registry
-from builder.errors import Problem, SpecError, did_you_mean
-from builder.expr import ExpressionError, evaluate, reference
-from builder.load import DEFAULT_LIMITS, Document, Limits, format_path, load_document
-from builder.spaces import Chooser, DefaultChooser, check_space, is_space
-from builder.spec import InputSpec, OutputSpec, ResolvedSpec, Step
+from blockspec.builder import registry
+from blockspec.builder.errors import Problem, SpecError, did_you_mean
+from blockspec.builder.expr import ExpressionError, evaluate, reference
+from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path, load_document
+from blockspec.builder.spaces import Chooser, DefaultChooser, check_space, is_space
+from blockspec.builder.spec import InputSpec, OutputSpec, ResolvedSpec, Step
 
 SPEC_VERSION = 1
 TOP_KEYS = (
@@ -66,7 +66,7 @@ def resolve_spec(
         return spec
     doc = spec if isinstance(spec, Document) else load_document(spec, overrides, limits)
     if isinstance(spec, Document) and overrides:
-        from builder.load import apply_overrides
+        from blockspec.builder.load import apply_overrides
 
         doc = apply_overrides(doc, overrides)
     return _Resolver(doc, chooser or DefaultChooser(), limits).run()
@@ -1069,7 +1069,7 @@ class _Resolver:
         if _contains_invalid(train):
             return train
         try:
-            from training.config import check_train
+            from blockspec.training.config import check_train
         except ImportError:
             return train
         for rel, message in check_train(train):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from builder.errors import did_you_mean
-from builder.spec import HyperParameter
+from blockspec.builder.errors import did_you_mean
+from blockspec.builder.spec import HyperParameter
 
 KINDS = ("int", "float", "choice", "bool")
 _KEYS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import Mark
+from blockspec.builder.errors import Mark
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-import cli
-from builder.errors import SpecError
-from builder.load import Limits
-from builder.resolve import resolve_spec
+from blockspec import cli
+from blockspec.builder.errors import SpecError
+from blockspec.builder.load import Limits
+from blockspec.builder.resolve import resolve_spec
 
 CORPUS = Path(__file__).resolve().parent / "bad_specs"
 ROOT = CORPUS.parent.parent
@@ -79,7 +78,7 @@ def refusal(case: Case) -> SpecError:
     """The `SpecError` the case produces at its stage."""
     limits = Limits(**case.limits)
     if case.stage == "build":
-        from builder.compile import compile_spec
+        from blockspec.builder.compile import compile_spec
 
         resolved = resolve_spec(str(case.path), limits=limits)  # resolves: the build refuses it
         with pytest.raises(SpecError) as info:
@@ -224,7 +223,7 @@ def test_a_file_that_says_it_is_empty_is_still_read_with_the_bound():
     proc = Path("/proc/self/maps")
     if not proc.is_file() or proc.stat().st_size != 0:
         pytest.skip("needs a /proc file that reports size 0")
-    from builder.load import read_text
+    from blockspec.builder.load import read_text
 
     with pytest.raises(SpecError, match=r"file larger than 100 bytes: refused \(limit\)"):
         read_text(proc, Limits(max_file_bytes=100))

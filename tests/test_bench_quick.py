@@ -37,8 +37,9 @@ def test_every_benchmark_runs_in_quick_mode():
 
 
 def test_resolve_scaling_spec_is_valid_and_builds():
+    from blockspec.builder import build_model, resolve_spec
+
     from bench.resolve_scaling import count_steps, generate
-    from builder import build_model, resolve_spec
 
     resolved = resolve_spec(__import__("yaml").safe_load(generate(16)))
     assert count_steps(resolved.network) > 16
@@ -47,7 +48,7 @@ def test_resolve_scaling_spec_is_valid_and_builds():
 
 
 def test_blockspec_bench_reports_throughput_and_memory(capsys):
-    import cli
+    from blockspec import cli
 
     code = cli.main(
         ["bench", "resnet18", "--set", "input=[32,32,3]", "--set", "vars.classes=10"]
@@ -65,7 +66,7 @@ def test_blockspec_bench_reports_throughput_and_memory(capsys):
 
 
 def test_blockspec_bench_refuses_a_bad_precision(capsys):
-    import cli
+    from blockspec import cli
 
     with pytest.raises(SystemExit):
         cli.main(["bench", "resnet18", "--precision", "float8"])

@@ -8,9 +8,8 @@ import typing
 
 import numpy as np
 import pytest
-
-from builder import registry
-from builder.registry import Param
+from blockspec.builder import registry
+from blockspec.builder.registry import Param
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -105,7 +104,7 @@ def _sample_input(model):
 
 @pytest.mark.parametrize("name", _cases())
 def test_every_step_type_builds_trains_and_round_trips(name, tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     entry = registry.get(name)
     model = build_model(_case(name, entry))
@@ -131,8 +130,8 @@ def test_every_step_type_builds_trains_and_round_trips(name, tmp_path):
 
 
 def test_every_keras_layer_name_of_a_step_starts_with_the_step_name():
-    from builder.compile import compile_spec
-    from builder.resolve import resolve_spec
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
 
     built = compile_spec(resolve_spec("googlenet", {"vars.classes": 10, "input": [96, 96, 3]}))
     prefixes = (
@@ -162,7 +161,7 @@ def test_keras_layer_table_matches_installed_keras():
 
 
 def test_lrn_matches_caffe_formula():
-    from blocks.lrn import LocalResponseNormalization
+    from blockspec.blocks.lrn import LocalResponseNormalization
 
     x = np.random.default_rng(1).normal(size=(1, 2, 2, 7)).astype("float32")
     got = keras.ops.convert_to_numpy(
@@ -177,7 +176,7 @@ def test_lrn_matches_caffe_formula():
 
 
 def test_factorize_replaces_kernels_as_spec_says():
-    from builder import build_model
+    from blockspec.builder import build_model
 
     def conv_weights(factorize, kernel, padding="valid"):
         spec = {

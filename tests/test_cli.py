@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import cli
+from blockspec import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIVE_MISTAKES = (ROOT / "tests" / "five_mistakes.yaml").read_text()
@@ -18,7 +17,11 @@ FIVE_MISTAKES = (ROOT / "tests" / "five_mistakes.yaml").read_text()
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "blockspec.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -64,7 +67,7 @@ def test_unknown_zoo_name_suggests(capsys):
 
 
 def test_render_is_a_spec_that_builds_the_same_model(tmp_path, capsys):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     overrides = ["--set", "vars.classes=10", "--set", "input=[96,96,3]"]
     assert cli.main(["render", "googlenet", *overrides]) == 0
@@ -132,9 +135,9 @@ def test_summary_shows_the_deployed_fc_layer_beside_vgg(capsys):
 
 
 def test_summary_counts_recurrent_layers():
-    from builder.compile import compile_spec
-    from builder.resolve import resolve_spec
-    from builder.summary import stats
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.summary import stats
 
     s = stats(compile_spec(resolve_spec("digits_lstm")))
     recurrent = [step for step in s.steps if step.type in ("lstm", "gru", "bidirectional")]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-import cli
-from builder.diff import diff_specs
-from builder.render import render
-from builder.resolve import resolve_spec
-from builder.scaffold import scaffold
+from blockspec import cli
+from blockspec.builder.resolve import resolve_spec
+from blockspec.views.diff import diff_specs
+from blockspec.views.render import render
+from blockspec.views.scaffold import scaffold
 
 SMALL = """\
 spec: 1
@@ -156,8 +155,8 @@ def test_summary_by_block_groups_parameters(small, capsys, monkeypatch):
 
 
 def test_by_block_adds_up_to_the_model(small):
-    from builder.compile import compile_spec
-    from builder.summary import by_block, stats
+    from blockspec.builder.compile import compile_spec
+    from blockspec.views.summary import by_block, stats
 
     built = compile_spec(resolve_spec(small))
     groups = by_block(built)

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from training import data as data_lib
-from training.augment import AugmentError, augment_layers
-from training.errors import DataError
+from blockspec.training import data as data_lib
+from blockspec.training.augment import AugmentError, augment_layers
+from blockspec.training.errors import DataError
 
 
 def load(data, image_size=(16, 16), channels=1, classes=10, seed=0, base_dir=None):
@@ -295,8 +294,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_model(tmp_path, monkeypatch
     import errno
 
     import keras
-
-    from training.export import save_model
+    from blockspec.training.export import save_model
 
     def model(units):
         x = keras.Input((3,))

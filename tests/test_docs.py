@@ -11,13 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-
-import cli
-from builder import registry
-from builder.load import zoo_names
-from builder.render import render
-from builder.resolve import resolve_spec
-from builder.scaffold import scaffold
+from blockspec import cli
+from blockspec.builder import registry
+from blockspec.builder.load import zoo_names
+from blockspec.builder.resolve import resolve_spec
+from blockspec.views.render import render
+from blockspec.views.scaffold import scaffold
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -88,7 +87,7 @@ def test_the_python_block_example_registers_and_builds(tmp_path):
         assert "squeeze_excite" in registry.all_types()
         path = tmp_path / "se_net.yaml"
         path.write_text(example)
-        from builder.compile import compile_spec
+        from blockspec.builder.compile import compile_spec
 
         model = compile_spec(resolve_spec(str(path))).model
         names = {layer.name for layer in model.layers}

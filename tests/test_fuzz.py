@@ -23,14 +23,20 @@ from functools import cache
 
 import pytest
 import yaml
+from blockspec.builder import registry
+from blockspec.builder.errors import SpecError
+from blockspec.builder.expr import ExpressionError, evaluate
+from blockspec.builder.load import (
+    Document,
+    Limits,
+    load_document,
+    parse_override,
+    parse_yaml,
+    zoo_names,
+)
+from blockspec.builder.resolve import resolve_spec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from builder import registry
-from builder.errors import SpecError
-from builder.expr import ExpressionError, evaluate
-from builder.load import Document, Limits, load_document, parse_override, parse_yaml, zoo_names
-from builder.resolve import resolve_spec
 
 EXAMPLES = int(os.environ.get("BLOCKSPEC_FUZZ_EXAMPLES", "0")) or None
 RESOLVE = settings(
@@ -459,7 +465,7 @@ def rewires(draw, data):
 @given(st.sampled_from(sorted(BUILD_SPECS)), st.data())
 def test_zoo_mutations_that_resolve_build_or_are_refused(name, data):
     keras = pytest.importorskip("keras")
-    from builder.compile import compile_spec
+    from blockspec.builder.compile import compile_spec
 
     doc = load_document(name, BUILD_SPECS[name])
     mutated = data.draw(rewires(doc.data))

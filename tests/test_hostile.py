@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import cli
-from builder.errors import SpecError
-from builder.resolve import resolve_spec
+from blockspec import cli
+from blockspec.builder.errors import SpecError
+from blockspec.builder.resolve import resolve_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 2.0
@@ -226,7 +225,7 @@ def test_extending_a_python_file_runs_nothing(tmp_path):
 def test_parameter_bomb_is_refused_before_any_weight_is_allocated():
     """`dense: 10**12` after a flatten would need terabytes; it is refused in the builder, fast."""
     pytest.importorskip("keras")
-    from builder.compile import compile_spec
+    from blockspec.builder.compile import compile_spec
 
     spec = resolve_spec(
         {"spec": 1, "input": [64, 64, 3], "network": [{"flatten": {}}, {"dense": 10**12}]}
@@ -241,9 +240,8 @@ def test_parameter_bomb_is_refused_before_any_weight_is_allocated():
 def test_a_refused_build_leaves_no_weight_to_allocate_later():
     """A limit or shape refusal drops the deferred weights: the next build does not allocate them."""
     keras = pytest.importorskip("keras")
+    from blockspec.builder.compile import compile_spec
     from keras.src.backend.common import global_state
-
-    from builder.compile import compile_spec
 
     huge_then_broken = {
         "spec": 1,
@@ -282,10 +280,9 @@ def test_train_and_tune_take_the_limits_too(tmp_path, capsys, command):
 def test_models_load_in_safe_mode_and_custom_layers_are_registered(tmp_path):
     """No spec can produce a Lambda layer; blockspec's own layers are registered serialisable."""
     keras = pytest.importorskip("keras")
+    import blockspec.blocks  # noqa: F401  (imports the custom layers)
     import numpy as np
-
-    import blocks  # noqa: F401  (imports the custom layers)
-    from builder import build_model
+    from blockspec.builder import build_model
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -295,7 +292,7 @@ def test_models_load_in_safe_mode_and_custom_layers_are_registered(tmp_path):
     ours = [
         c
         for c in subclasses(keras.layers.Layer)
-        if c.__module__.split(".")[0] in ("blocks", "builder", "training")
+        if c.__module__.startswith(("blockspec.blocks", "blockspec.builder", "blockspec.training"))
     ]
     for cls in ours:
         name = keras.saving.get_registered_name(cls)
@@ -317,7 +314,7 @@ def test_expressions_print_no_warning(capfd):
     """`ast.parse` warns on `1if x` to stderr; a spec's expression must not write past the report."""
     import warnings
 
-    from builder.expr import evaluate
+    from blockspec.builder.expr import evaluate
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -6,9 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from builder import SpecError, resolve_spec
-from builder.expr import ExpressionError, evaluate
+from blockspec.builder import SpecError, resolve_spec
+from blockspec.builder.expr import ExpressionError, evaluate
 
 HEAD = "spec: 1\ninput: [16, 16, 3]\n"
 
@@ -252,7 +251,7 @@ def test_defaults_apply_under_a_steps_own_arguments(tmp_path):
 
 
 def test_any_keras_layer_by_exact_name(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     spec = (
         HEAD
@@ -263,7 +262,7 @@ def test_any_keras_layer_by_exact_name(tmp_path):
 
 
 def test_combinators(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     spec = write(
         tmp_path,
@@ -307,7 +306,7 @@ def test_combinators(tmp_path):
 
 
 def test_bidirectional_and_rnn(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     spec = write(
         tmp_path,
@@ -318,7 +317,7 @@ def test_bidirectional_and_rnn(tmp_path):
 
 
 def test_several_inputs(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     spec = write(
         tmp_path,
@@ -338,7 +337,7 @@ def test_several_inputs(tmp_path):
 
 
 def test_outputs_and_inference(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     text = (
         HEAD
@@ -484,7 +483,7 @@ def test_search_spaces_resolve_to_defaults(tmp_path):
     ],
 )
 def test_error_rules(tmp_path, body, pattern):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     with pytest.raises(SpecError, match=pattern) as info:
         build_model(str(write(tmp_path, HEAD + body + "\n")))
@@ -528,7 +527,7 @@ def test_recursive_blocks_are_refused(tmp_path):
 
 
 def test_compile_errors_name_the_step_and_its_line(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     text = (
         HEAD

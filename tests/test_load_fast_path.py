@@ -9,10 +9,9 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from builder import load
-from builder.errors import SpecError
-from builder.load import SPECS_DIR, parse_yaml
+from blockspec.builder import load
+from blockspec.builder.errors import SpecError
+from blockspec.builder.load import SPECS_DIR, parse_yaml
 
 
 def _read(text: str, fast: bool):

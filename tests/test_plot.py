@@ -6,10 +6,9 @@ import re
 import shutil
 
 import pytest
-
-import cli
-from builder.plot import GraphvizMissing, plot_graph, write_plot
-from builder.resolve import resolve_spec
+from blockspec import cli
+from blockspec.builder.resolve import resolve_spec
+from blockspec.views.plot import GraphvizMissing, plot_graph, write_plot
 
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None, reason="graphviz's `dot` is not installed (.ci/run installs it)"
@@ -65,7 +64,7 @@ def resolved(spec_file):
 
 @pytest.fixture(scope="module")
 def built(resolved):
-    from builder.compile import compile_spec
+    from blockspec.builder.compile import compile_spec
 
     return compile_spec(resolved)
 

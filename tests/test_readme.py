@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import yaml
-
-from builder import resolve_spec
-from builder.expr import MAX_EXPRESSION_CHARS, MAX_NODES
-from builder.load import Limits
+from blockspec.builder import resolve_spec
+from blockspec.builder.expr import MAX_EXPRESSION_CHARS, MAX_NODES
+from blockspec.builder.load import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -28,7 +27,7 @@ def test_limits_table_matches_the_defaults():
 
 
 def test_first_spec_example_builds(tmp_path):
-    from builder import build_model
+    from blockspec.builder import build_model
 
     block = README.split("## A first spec", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     path = tmp_path / "tiny.yaml"

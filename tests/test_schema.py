@@ -8,15 +8,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
-import cli
-from builder import registry
-from builder.errors import SpecError
-from builder.expr import reference
-from builder.load import SPECS_DIR, parse_yaml, read_text, zoo_names
-from builder.render import render
-from builder.resolve import resolve_spec
-from builder.schema import EXPRESSION_PATTERN, json_schema
+from blockspec import cli
+from blockspec.builder import registry
+from blockspec.builder.errors import SpecError
+from blockspec.builder.expr import reference
+from blockspec.builder.load import SPECS_DIR, parse_yaml, read_text, zoo_names
+from blockspec.builder.resolve import resolve_spec
+from blockspec.views.render import render
+from blockspec.views.schema import EXPRESSION_PATTERN, json_schema
 
 ZOO = sorted([*SPECS_DIR.glob("*.yaml"), *(SPECS_DIR / "examples").glob("*.yaml")])
 HEAD = "spec: 1\ninput: [32, 32, 3]\n"

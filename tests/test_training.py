@@ -14,14 +14,13 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from blockspec.builder.errors import SpecError
+from blockspec.training import callbacks as run_callbacks
+from blockspec.training.commands import evaluate_command, train_command
+from blockspec.training.evaluate import evaluate_run, tta_views
+from blockspec.training.optim import EpochSchedule, make_optimizer, objectives
+from blockspec.training.trainer import train
 from training_fixtures import tiny_model, tiny_spec
-
-from builder.errors import SpecError
-from training import callbacks as run_callbacks
-from training.commands import evaluate_command, train_command
-from training.evaluate import evaluate_run, tta_views
-from training.optim import EpochSchedule, make_optimizer, objectives
-from training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "training_fixtures.py"
@@ -419,7 +418,7 @@ def test_train_command_fits_a_real_spec_and_the_model_loads_anywhere(tmp_path, c
         f"m = keras.saving.load_model({str(out / 'model.keras')!r}, safe_mode=True); "
         "p = m.predict(d.images, verbose=0); "
         "print(sorted(p), (p['main'].argmax(1) == d.target).mean(), "
-        "any(k.startswith(('training', 'builder', 'blocks')) for k in sys.modules))"
+        "any(k.startswith(('blockspec.training', 'blockspec.builder', 'blockspec.blocks')) for k in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -558,7 +557,7 @@ def test_initial_weights_bring_the_optimizer_state_too(tmp_path):
 
 
 def test_runs_sharing_their_data_see_the_batches_a_lone_run_sees(tmp_path):
-    from training import data as data_lib
+    from blockspec.training import data as data_lib
 
     # The shuffle draws from its dataset's random state: a run must not inherit another's.
     spec = tiny_spec({"epochs": 2, "data": SMALL}, aux=False)

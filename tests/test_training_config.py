@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from training.config import TRAIN_DEFAULTS, check_train, with_defaults
+from blockspec.training.config import TRAIN_DEFAULTS, check_train, with_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,7 +138,7 @@ def test_importing_the_config_does_not_import_tensorflow():
 
 
 def test_the_resolver_reports_train_problems_with_their_place():
-    from builder import SpecError, resolve_spec
+    from blockspec.builder import SpecError, resolve_spec
 
     spec = {
         "spec": 1,

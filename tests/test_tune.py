@@ -5,14 +5,13 @@ from __future__ import annotations
 import keras_tuner as kt
 import pytest
 import yaml
-
-from builder.errors import SpecError
-from builder.load import load_document
-from builder.resolve import resolve_spec
-from builder.spaces import is_space
-from tuning.document import SpaceIndex, concrete_document
-from tuning.hypermodel import SpecHyperModel, TunerChooser
-from tuning.search import objective_of
+from blockspec.builder.errors import SpecError
+from blockspec.builder.load import load_document
+from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.spaces import is_space
+from blockspec.tuning.document import SpaceIndex, concrete_document
+from blockspec.tuning.hypermodel import SpecHyperModel, TunerChooser
+from blockspec.tuning.search import objective_of
 
 SPEC = """
 spec: 1

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import keras
 import pytest
-
-import cli
-from builder.errors import SpecError
-from builder.resolve import resolve_spec
-from tuning.search import run_search
+from blockspec import cli
+from blockspec.builder.errors import SpecError
+from blockspec.builder.resolve import resolve_spec
+from blockspec.tuning.search import run_search
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,9 +248,8 @@ def test_hyperband_continues_a_trial_from_its_epoch(spec, tmp_path):
 def test_the_best_epoch_weights_are_written_once_when_fit_ends(tmp_path):
     import keras_tuner as kt
     import numpy as np
+    from blockspec.tuning.hypermodel import BestEpochInMemory
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
-
-    from tuning.hypermodel import BestEpochInMemory
 
     inner = SaveBestEpoch(kt.Objective("score", "min"), str(tmp_path / "best.weights.h5"))
     writes = []
@@ -283,7 +281,7 @@ def test_the_best_epoch_weights_are_written_once_when_fit_ends(tmp_path):
 def test_the_heap_is_frozen_only_while_searching():
     import gc
 
-    from tuning.search import frozen_heap
+    from blockspec.tuning.search import frozen_heap
 
     before = gc.get_freeze_count()
     with frozen_heap():

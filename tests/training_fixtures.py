@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from builder.spec import InputSpec, OutputSpec, ResolvedSpec
+from blockspec.builder.spec import InputSpec, OutputSpec, ResolvedSpec
 
 MAIN = OutputSpec(
     "main",
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(args.logical_cpus)]
         )
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from training.trainer import train
+    from blockspec.training.trainer import train
 
     spec = tiny_spec(
         json.loads(args.train), input_shape=tuple(int(v) for v in args.input.split(","))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.load import SPECS_DIR, load_document
+from blockspec.builder.load import SPECS_DIR, load_document
 
 ZOO = sorted(SPECS_DIR.glob("*.yaml"))
 EXAMPLES = sorted((SPECS_DIR / "examples").glob("*.yaml"))

@@ -23,10 +23,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from builder.errors import SpecError  # noqa: E402
-from builder.load import zoo_names  # noqa: E402
-from builder.plot import plot_graph, require_dot, write_plot  # noqa: E402
-from builder.resolve import resolve_spec  # noqa: E402
+from blockspec.builder.errors import SpecError  # noqa: E402
+from blockspec.builder.load import zoo_names  # noqa: E402
+from blockspec.builder.resolve import resolve_spec  # noqa: E402
+from blockspec.views.plot import plot_graph, require_dot, write_plot  # noqa: E402
 
 PICTURES = ROOT / "docs" / "pictures"
 
@@ -36,7 +36,7 @@ def draw(name: str, shapes: bool = True, target: Path | None = None) -> Path:
     resolved = resolve_spec(name)
     built = None
     if shapes:
-        from builder.compile import compile_spec
+        from blockspec.builder.compile import compile_spec
 
         built = compile_spec(resolved)
     return write_plot(plot_graph(resolved, built), target or PICTURES / f"{name}.svg")
@@ -46,7 +46,7 @@ def draw_tutorial(shapes: bool = True) -> Path:
     """docs/pictures/tutorial/my_net.svg: the spec `blockspec init` writes."""
     import tempfile
 
-    from builder.scaffold import scaffold
+    from blockspec.views.scaffold import scaffold
 
     (PICTURES / "tutorial").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         finally:
             if not args.no_shapes:
-                from builder.lazy import keras
+                from blockspec.builder.lazy import keras
 
                 keras.backend.clear_session()  # the zoo's models together do not fit in memory
         print(f"wrote {path.relative_to(ROOT)} ({time.time() - start:.1f} s)")

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from builder import registry  # noqa: E402
-from builder.registry import StepType  # noqa: E402
-from builder.schema import json_schema  # noqa: E402
+from blockspec.builder import registry  # noqa: E402
+from blockspec.builder.registry import StepType  # noqa: E402
+from blockspec.views.schema import json_schema  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "reference.md"
 
@@ -76,7 +76,7 @@ def _type_section(entry: StepType) -> list[str]:
 
 def generate() -> str:
     """The text of docs/reference.md."""
-    from builder.resolve import STEP_KEYS, TOP_KEYS
+    from blockspec.builder.resolve import STEP_KEYS, TOP_KEYS
 
     schema = json_schema()
     types = registry.all_types()

@@ -6,7 +6,7 @@ can call `check_train` cheaply. The TensorFlow side lives in `training.trainer` 
 `training.commands` (the command-line entry points).
 """
 
-from training.config import TRAIN_DEFAULTS, check_train, with_defaults
-from training.errors import DataError, TrainingError
+from blockspec.training.config import TRAIN_DEFAULTS, check_train, with_defaults
+from blockspec.training.errors import DataError, TrainingError
 
 __all__ = ["TRAIN_DEFAULTS", "DataError", "TrainingError", "check_train", "with_defaults"]

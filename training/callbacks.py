@@ -17,8 +17,7 @@ from typing import Any
 
 import keras
 import numpy as np
-
-from training import files
+from blockspec.training import files
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"

@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.training.errors import TrainingError
 from rich.console import Console
 from rich.table import Table
-
-from builder.load import DEFAULT_LIMITS, Limits
-from training.errors import TrainingError
 
 RUNS_DIR = "runs"
 
@@ -51,10 +50,10 @@ def train_command(
     Raises:
         SpecError: the spec is invalid (the CLI prints it and exits 2).
     """
-    from builder import resolve_spec
+    from blockspec.builder import resolve_spec
 
     resolved = resolve_spec(spec, overrides or None, limits=limits or DEFAULT_LIMITS)
-    from training import trainer  # imports TensorFlow
+    from blockspec.training import trainer  # imports TensorFlow
 
     console = Console()
     run_dir = run_dir_for(resolved.name, out)
@@ -98,8 +97,8 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     Raises:
         SpecError: an unknown TTA view.
     """
-    from builder.errors import Problem, SpecError
-    from training.config import TTA_VIEWS, unknown_choice
+    from blockspec.builder.errors import Problem, SpecError
+    from blockspec.training.config import TTA_VIEWS, unknown_choice
 
     bad = [v for v in tta or [] if v not in TTA_VIEWS]
     if bad:
@@ -109,7 +108,7 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
                 for v in bad
             ]
         )
-    from training.evaluate import evaluate_run  # imports TensorFlow
+    from blockspec.training.evaluate import evaluate_run  # imports TensorFlow
 
     console = Console()
     try:

@@ -22,9 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-
-from builder.compile import call_layer
-from training.errors import DataError
+from blockspec.builder.compile import call_layer
+from blockspec.training.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
-
-from training.errors import TrainingError
+from blockspec.training.errors import TrainingError
 
 
 @dataclass

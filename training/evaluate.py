@@ -19,11 +19,10 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-
-from training import data as data_lib
-from training import files
-from training.errors import TrainingError
-from training.trainer import RUN_FILE
+from blockspec.training import data as data_lib
+from blockspec.training import files
+from blockspec.training.errors import TrainingError
+from blockspec.training.trainer import RUN_FILE
 
 
 @dataclass
@@ -102,13 +101,10 @@ def register_custom_layers() -> None:
     registered and a `model.keras` that uses them (LRN, ...) loads with `safe_mode=True`."""
     import pkgutil
 
-    for package in ("blocks", "builder"):
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            continue
+    for package in ("blockspec.blocks", "blockspec.builder"):
+        module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__):
-            if package == "blocks" or info.name == "compile":
+            if package == "blockspec.blocks" or info.name == "compile":
                 importlib.import_module(f"{package}.{info.name}")
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-
-from training import files
+from blockspec.training import files
 
 
 def inference_model(

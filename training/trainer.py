@@ -17,19 +17,18 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-
-from builder.compile import dtype_policy
-from builder.errors import Problem, SpecError
-from builder.spec import ResolvedSpec
-from training import callbacks as run_callbacks
-from training import data as data_lib
-from training import files
-from training.augment import AugmentError, augment_layers
-from training.config import check_train, with_defaults
-from training.distributed import custom_fit, make_strategy
-from training.errors import TrainingError
-from training.export import inference_model, save_model
-from training.optim import make_optimizer, objectives, output_width, plateau_callback
+from blockspec.builder.compile import dtype_policy
+from blockspec.builder.errors import Problem, SpecError
+from blockspec.builder.spec import ResolvedSpec
+from blockspec.training import callbacks as run_callbacks
+from blockspec.training import data as data_lib
+from blockspec.training import files
+from blockspec.training.augment import AugmentError, augment_layers
+from blockspec.training.config import check_train, with_defaults
+from blockspec.training.distributed import custom_fit, make_strategy
+from blockspec.training.errors import TrainingError
+from blockspec.training.export import inference_model, save_model
+from blockspec.training.optim import make_optimizer, objectives, output_width, plateau_callback
 
 RUN_FILE = "run.json"
 ARTIFACTS = ("run", "trial")
@@ -66,7 +65,7 @@ class RunResult:
 
 
 def default_build(resolved: ResolvedSpec) -> keras.Model:
-    from builder import build_model
+    from blockspec.builder import build_model
 
     return build_model(resolved)
 
@@ -81,7 +80,7 @@ def checked_train(resolved: ResolvedSpec) -> dict[str, Any]:
 
 def _train_path(path: str) -> str:
     """`augment.1.random_flip` (check_train's form) -> `train.augment[1].random_flip`."""
-    from builder.load import format_path
+    from blockspec.builder.load import format_path
 
     parts = tuple(int(p) if p.isdigit() else p for p in path.split(".")) if path else ()
     return format_path(("train", *parts))

@@ -15,9 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from builder.load import Document, format_path
-from builder.resolve import _labels  # the resolver's labels of structured choices: names agree
-from builder.spaces import default_value, is_space
+from blockspec.builder.load import Document, format_path
+from blockspec.builder.resolve import (
+    _labels,  # the resolver's labels of structured choices: names agree
+)
+from blockspec.builder.spaces import default_value, is_space
 
 PathT = tuple  # ("network", 3, "conv", "filters")
 

@@ -18,19 +18,18 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from blockspec.builder.compile import compile_spec
+from blockspec.builder.errors import Problem, SpecError
+from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path
+from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.spaces import Chooser, default_value
+from blockspec.builder.spec import ResolvedSpec
+from blockspec.training import trainer
+from blockspec.training.callbacks import load_state
+from blockspec.training.config import with_defaults
+from blockspec.training.errors import DataError, TrainingError
+from blockspec.tuning.document import PathT, SpaceIndex, concrete_document, contains_space
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the callback every trial gets
-
-from builder.compile import compile_spec
-from builder.errors import Problem, SpecError
-from builder.load import DEFAULT_LIMITS, Document, Limits, format_path
-from builder.resolve import resolve_spec
-from builder.spaces import Chooser, default_value
-from builder.spec import ResolvedSpec
-from training import trainer
-from training.callbacks import load_state
-from training.config import with_defaults
-from training.errors import DataError, TrainingError
-from tuning.document import PathT, SpaceIndex, concrete_document, contains_space
 
 VALUES_FILE = "trial_values.json"
 

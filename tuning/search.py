@@ -31,23 +31,22 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from blockspec.builder.errors import Problem, SpecError
+from blockspec.builder.load import DEFAULT_LIMITS, Limits, load_document
+from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.spec import ResolvedSpec
+from blockspec.training import data as data_lib
+from blockspec.training import files
+from blockspec.training.callbacks import best_mode
+from blockspec.training.config import with_defaults
+from blockspec.training.optim import CROSSENTROPY, SPARSE_METRICS
+from blockspec.tuning.document import rebase_data_paths
+from blockspec.tuning.hypermodel import SpecHyperModel
 from keras_tuner.src import config as kt_config
 from keras_tuner.src.engine.oracle import Display
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-
-from builder.errors import Problem, SpecError
-from builder.load import DEFAULT_LIMITS, Limits, load_document
-from builder.resolve import resolve_spec
-from builder.spec import ResolvedSpec
-from training import data as data_lib
-from training import files
-from training.callbacks import best_mode
-from training.config import with_defaults
-from training.optim import CROSSENTROPY, SPARSE_METRICS
-from tuning.document import rebase_data_paths
-from tuning.hypermodel import SpecHyperModel
 
 PROJECT = "trials"  # keras-tuner's project folder inside the search folder
 STATE_FILE = "tune.json"  # which spec this folder searches; a resume checks it

@@ -4,7 +4,7 @@ Both specs are resolved (vars, defaults, `extends`, `repeat` and blocks applied)
 what would be built differently, not how the files are written. Steps are matched by their full
 names (the prefixes of their Keras layers) and each difference is one line:
 `~ inception_4a_b2_conv_2.factorize: none -> stack3`, `+ stage3_unit7: bottleneck_residual ...`.
-`SpecDiff.unified` gives the line diff of the two specs rendered by `builder.render` instead.
+`SpecDiff.unified` gives the line diff of the two specs rendered by `views.render` instead.
 Resolving never imports TensorFlow, so a diff answers at once; `stats_rows` (the `--params`
 option) builds both models to compare parameters and multiply-adds.
 """
@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-
-from builder import registry
-from builder.render import render
-from builder.spec import ResolvedSpec, Step
+from blockspec.builder import registry
+from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.views.render import render
 
 
 @dataclass
@@ -232,7 +231,7 @@ def _cut(text: str, width: int) -> str:
 
 def stats_rows(built_a, built_b) -> list[tuple[str, str, str, str]]:
     """(quantity, A, B, B - A) rows for parameters, multiply-adds, depth and layers."""
-    from builder.summary import human, stats
+    from blockspec.views.summary import human, stats
 
     sa, sb = stats(built_a), stats(built_b)
 

@@ -139,10 +139,9 @@ def bench_spec(
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
-
-    from builder.compile import compile_spec, dtype_policy
-    from builder.load import DEFAULT_LIMITS
-    from builder.resolve import resolve_spec
+    from blockspec.builder.compile import compile_spec, dtype_policy
+    from blockspec.builder.load import DEFAULT_LIMITS
+    from blockspec.builder.resolve import resolve_spec
 
     gpus = tf.config.list_physical_devices("GPU")
     if precision == "auto":
@@ -246,8 +245,8 @@ def _objectives(resolved, model, batch: int, steps: int):
 
     rng = np.random.default_rng(1)
     try:
-        from training.config import with_defaults
-        from training.optim import make_optimizer, objectives
+        from blockspec.training.config import with_defaults
+        from blockspec.training.optim import make_optimizer, objectives
 
         train = with_defaults(resolved.train)
         optimizer = make_optimizer(train, steps_per_epoch=max(1, steps))

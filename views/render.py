@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
-from builder.spec import ResolvedSpec, Step
+from blockspec.builder.spec import ResolvedSpec, Step
 
 
 def _local(step: Step, prefix: str) -> str | None:

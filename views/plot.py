@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import registry
-from builder.errors import SpecError
-from builder.spec import ResolvedSpec, Step
+from blockspec.builder import registry
+from blockspec.builder.errors import SpecError
+from blockspec.builder.spec import ResolvedSpec, Step
 
 FORMATS = ("png", "svg", "pdf", "dot", "gv")
 

@@ -18,8 +18,8 @@ import types
 import typing
 from typing import Any, Literal
 
-from builder import registry
-from builder.registry import REQUIRED, Param, StepType
+from blockspec.builder import registry
+from blockspec.builder.registry import REQUIRED, Param, StepType
 
 SCHEMA_ID = "https://blockspec.dev/schema/spec-1.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -246,7 +246,7 @@ def _keras_entries() -> dict[str, StepType]:
 
 
 def _space_defs() -> dict[str, Any]:
-    from builder.spaces import SAMPLINGS
+    from blockspec.builder.spaces import SAMPLINGS
 
     number_or_expr = {"anyOf": [{"type": "number"}, _REF_EXPR]}
     int_or_expr = {"anyOf": [{"type": "integer"}, _REF_EXPR]}
@@ -310,7 +310,7 @@ def _space_defs() -> dict[str, Any]:
 
 
 def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
-    from builder.resolve import STEP_KEYS
+    from blockspec.builder.resolve import STEP_KEYS
 
     step_keys = {
         "name": {
@@ -336,7 +336,7 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
     }
     missing = set(STEP_KEYS) - set(step_keys)
     if missing:  # a new step key in the resolver must be described here
-        raise RuntimeError(f"builder.schema does not describe step keys {sorted(missing)}")
+        raise RuntimeError(f"views.schema does not describe step keys {sorted(missing)}")
     type_properties = {name: {"$ref": f"#/$defs/type_{name}"} for name in known}
     return {
         "steps": {"type": "array", "items": _REF_STEP},
@@ -384,7 +384,7 @@ def _defaults_schema(known: dict[str, StepType]) -> dict[str, Any]:
 
 
 def _blocks_schema() -> dict[str, Any]:
-    from builder.resolve import BLOCK_KEYS
+    from blockspec.builder.resolve import BLOCK_KEYS
 
     block = {
         "type": "object",
@@ -402,7 +402,7 @@ def _blocks_schema() -> dict[str, Any]:
         "additionalProperties": False,
     }
     if set(block["properties"]) != set(BLOCK_KEYS):
-        raise RuntimeError(f"builder.schema describes block keys other than {BLOCK_KEYS}")
+        raise RuntimeError(f"views.schema describes block keys other than {BLOCK_KEYS}")
     reserved = sorted(n for n, e in registry.all_types().items() if e.kind != "block")
     return {
         "description": "user blocks: {args, body}; used like built-in blocks",
@@ -421,7 +421,7 @@ def _shape_schema(description: str = "") -> dict[str, Any]:
 
 
 def _inputs_schema() -> dict[str, Any]:
-    from builder.resolve import _DTYPES
+    from blockspec.builder.resolve import _DTYPES
 
     one = {
         "anyOf": [
@@ -447,7 +447,7 @@ def _inputs_schema() -> dict[str, Any]:
 
 
 def _outputs_schema() -> dict[str, Any]:
-    from builder.resolve import OUTPUT_KEYS
+    from blockspec.builder.resolve import OUTPUT_KEYS
 
     properties = {
         "from": value_schema({"type": "string"}, "the step it reads; default: the same name"),
@@ -464,7 +464,7 @@ def _outputs_schema() -> dict[str, Any]:
         ),
     }
     if set(properties) != set(OUTPUT_KEYS):
-        raise RuntimeError(f"builder.schema describes output keys other than {OUTPUT_KEYS}")
+        raise RuntimeError(f"views.schema describes output keys other than {OUTPUT_KEYS}")
     return {
         "description": "output name -> {from, activation, loss, loss_weight, metrics, train_only}",
         "type": "object",
@@ -479,7 +479,7 @@ def _outputs_schema() -> dict[str, Any]:
 
 
 def _tune_schema() -> dict[str, Any]:
-    from builder.resolve import TUNE_KEYS, TUNERS
+    from blockspec.builder.resolve import TUNE_KEYS, TUNERS
 
     positive = {"type": "integer", "minimum": 1}
     properties: dict[str, Any] = {
@@ -515,7 +515,7 @@ def _tune_schema() -> dict[str, Any]:
 
 def _train_schema() -> dict[str, Any]:
     try:
-        from training import config
+        from blockspec.training import config
     except ImportError:  # the training package is optional for the language itself
         return {"description": "how `blockspec train` fits the model", "type": "object"}
     positive = value_schema({"type": "integer", "minimum": 1})
@@ -595,7 +595,7 @@ def json_schema() -> dict[str, Any]:
         >>> schema["properties"]["spec"]
         {'const': 1, 'description': 'the language version'}
     """
-    from builder.resolve import SPEC_VERSION, TOP_KEYS
+    from blockspec.builder.resolve import SPEC_VERSION, TOP_KEYS
 
     known = {**registry.all_types(), **_keras_entries()}
     properties: dict[str, Any] = {
@@ -627,7 +627,7 @@ def json_schema() -> dict[str, Any]:
         "tune": _tune_schema(),
     }
     if list(properties) != list(TOP_KEYS):
-        raise RuntimeError(f"builder.schema describes top-level keys other than {TOP_KEYS}")
+        raise RuntimeError(f"views.schema describes top-level keys other than {TOP_KEYS}")
     return {
         "$schema": DRAFT,
         "$id": SCHEMA_ID,

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from builder.errors import Mark, Problem, SpecError
-from builder.load import find_spec, load_document
+from blockspec.builder.errors import Mark, Problem, SpecError
+from blockspec.builder.load import find_spec, load_document
 
 _TEMPLATE = """\
 # {name}: a blockspec spec. Check it, draw it, train it:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from builder.compile import Built
+from blockspec.builder.compile import Built
 
 _CONV_CLASSES = (
     "Conv1D",
@@ -194,8 +194,8 @@ def references(spec_name: str) -> dict:
     Returns:
         `{"source": str, "steps": {step: {"params": "159K", "ops": "128M", "note": ...}}}`.
     """
-    from builder.errors import SpecError
-    from builder.load import SPECS_DIR, parse_yaml, read_text
+    from blockspec.builder.errors import SpecError
+    from blockspec.builder.load import SPECS_DIR, parse_yaml, read_text
 
     path = SPECS_DIR / "references" / f"{spec_name}.yaml"
     if not path.is_file():
@@ -240,7 +240,7 @@ def by_block(built: Built) -> list[BlockStats]:
     to `inception`, ResNet's to `bottleneck_residual`); a layer outside any block belongs to its
     top-level step's type (`conv`, `dense`, `residual`). Sorted by parameters, largest first.
     """
-    from builder import registry
+    from blockspec.builder import registry
 
     owners: list[tuple[str, tuple[str, str]]] = []
     instances: dict[tuple[str, str], set[str]] = {}
