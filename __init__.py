@@ -17,11 +17,43 @@ from blockspec.builder import (  # noqa: E402
     Problem,
     ResolvedSpec,
     SpecError,
-    build_model,
     load_document,
     load_spec,
     resolve_spec,
 )
+
+
+def build_model(
+    spec,
+    overrides=None,
+    inference: bool = False,
+    compile: bool = False,
+    steps_per_epoch: int | None = None,
+):
+    """Builds a `keras.Model` from a spec (a zoo name, a path, a mapping or a `ResolvedSpec`).
+
+    Args:
+        spec: what to build.
+        overrides: dotted keys to values applied before validation, as `--set` does.
+        inference: drop the `train_only` outputs (auxiliary heads).
+        compile: compile with the spec's losses, loss weights, metrics and `train.optimizer`,
+            as `blockspec train` does.
+        steps_per_epoch: batches per epoch; needed with `compile=True` when `train.schedule` is set.
+
+    Example:
+        >>> ready = build_model("googlenet", compile=True)  # doctest: +SKIP
+        >>> ready.fit(images, {"main": labels, "aux1": labels, "aux2": labels})  # doctest: +SKIP
+    """
+    from blockspec.builder.compile import compile_spec
+
+    resolved = resolve_spec(spec, overrides)
+    model = compile_spec(resolved, inference=inference).model
+    if compile:
+        from blockspec.training.optim import compile_for_spec
+
+        compile_for_spec(model, resolved, steps_per_epoch)
+    return model
+
 
 __all__ = [
     "Limits",

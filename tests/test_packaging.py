@@ -13,9 +13,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import blockspec
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 

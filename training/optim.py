@@ -226,3 +226,52 @@ def objectives(outputs, model: keras.Model, label_smoothing: float = 0.0) -> Obj
             names = [SPARSE_METRICS.get(m, m) if isinstance(m, str) else m for m in names]
         metrics[out.name] = names
     return Objectives(loss, weights, metrics, one_hot)
+
+
+def compile_for_spec(model: keras.Model, resolved, steps_per_epoch: int | None = None) -> None:
+    """`model.compile` with the spec's losses, loss weights, metrics and `train.optimizer`.
+
+    What `blockspec train` compiles, for `build_model(spec, compile=True)`: outputs the model
+    does not have (train-only heads of an inference model) are left out. With
+    `train.label_smoothing`, crossentropy outputs take one-hot targets.
+
+    Args:
+        model: the model built from `resolved`.
+        resolved: the resolved spec.
+        steps_per_epoch: batches per epoch, needed only by a `train.schedule`.
+
+    Raises:
+        ValueError: a schedule without `steps_per_epoch`, or optimizer arguments Keras refused.
+    """
+    from blockspec.training.config import with_defaults
+
+    cfg = with_defaults(resolved.train)
+    if cfg.get("schedule") and not steps_per_epoch:
+        steps_per_epoch = _known_steps_per_epoch(cfg)
+    present = set(model.output_names) if hasattr(model, "output_names") else None
+    outputs = [o for o in resolved.outputs if present is None or o.name in present]
+    obj = objectives(outputs, model, float(cfg["label_smoothing"]))
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch or 1),
+        loss=obj.loss,
+        loss_weights=obj.loss_weights,
+        metrics=obj.metrics,
+    )
+
+
+# Examples in the sources whose size is known without reading them.
+_SOURCE_SIZES = {"digits": 1797}
+
+
+def _known_steps_per_epoch(cfg: dict[str, Any]) -> int:
+    data = cfg["data"]
+    examples = _SOURCE_SIZES.get(data.get("source"))
+    if data.get("source") == "synthetic":
+        examples = int(data.get("samples", 2048))
+    if examples is None:
+        raise ValueError(
+            f"`train.schedule` spans the epochs of a `{data.get('source')}` source whose size is "
+            "not known before reading it: pass steps_per_epoch= (batches per epoch)"
+        )
+    kept = examples - int(round(examples * float(data.get("validation_split") or 0.0)))
+    return max(1, math.ceil(kept / int(cfg["batch_size"])))
