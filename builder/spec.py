@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockspec.builder.errors import Mark
+from blockspec.builder.errors import Mark, Problem
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,9 @@ class ResolvedSpec:
         file: the spec's file, or a description of where it came from.
         limits: the `builder.load.Limits` it was resolved under (the compiler checks
             `max_parameters` against them); None means the defaults.
+        train_config: `train`, typed and with its defaults (`builder.resolve.train.TrainConfig`).
+        tune_config: `tune`, typed and with its defaults (`builder.resolve.tune.TuneConfig`).
+        warnings: what is valid but likely unintended (`validate` prints them).
     """
 
     name: str
@@ -106,6 +109,9 @@ class ResolvedSpec:
     document: dict[str, Any] = field(default_factory=dict)
     file: str = "<spec>"
     limits: Any = None
+    train_config: Any = None
+    tune_config: Any = None
+    warnings: tuple[Problem, ...] = ()
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:
