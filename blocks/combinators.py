@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from blockspec.builder.lazy import layers
 from blockspec.builder.errors import shorten
+from blockspec.builder.lazy import layers
 from blockspec.builder.registry import REQUIRED, Param, StepType, get, register
 
 Merge = Literal["concat", "add", "multiply", "average", "maximum"]

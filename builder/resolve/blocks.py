@@ -58,11 +58,7 @@ class BlocksPart:
                 ok = False
             else:
                 for arg in args:
-                    if (
-                        not is_name(arg)
-                        or arg in RESERVED_NAMES
-                        or arg == "name"
-                    ):
+                    if not is_name(arg) or arg in RESERVED_NAMES or arg == "name":
                         self.error(
                             (*path, "args", arg),
                             f"invalid argument name (not `i` or `name`). Received: {arg!r}",
@@ -131,7 +127,6 @@ class BlocksPart:
             f"unknown argument `{arg}` for `{type_name}`.{did_you_mean(arg, names)} Received: {arg}"
         )
 
-
     def user_block(
         self, type_name: str, given: dict, path: tuple, env: dict, name: str, hp: str
     ) -> Step | None:
@@ -169,4 +164,3 @@ class BlocksPart:
             self.block_stack.pop()
             self.context.pop()
         return Step(type=type_name, name=name, args=bound, children=[body], block=type_name)
-

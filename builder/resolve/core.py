@@ -358,7 +358,6 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
         return tuple(value)
 
 
-
 def _identifier(text: str) -> str:
     """A name made from a file's stem: `my-net` -> `my_net`, `01_bad` -> `spec_01_bad`."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text)[:48] or "model"

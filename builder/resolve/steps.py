@@ -97,7 +97,9 @@ class StepsPart:
         type_name = type_keys[0]
         type_path = (*path, type_name)
         if not is_name(local):
-            self.error((*path, "name"), f"a step name is {NAME_RULE}. Received: name={shorten(local)}")
+            self.error(
+                (*path, "name"), f"a step name is {NAME_RULE}. Received: name={shorten(local)}"
+            )
             return []
         if local in scope.names:
             self.error((*path, "name"), f"duplicate name `{local}` in this scope")
@@ -176,7 +178,9 @@ class StepsPart:
         for key, message in problems:
             self.error((*path, key), f"invalid search space: {message}")
         if "name" in raw and not isinstance(raw["name"], str):
-            self.error((*path, "name"), f"`name` must be a string. Received: {shorten(raw['name'])}")
+            self.error(
+                (*path, "name"), f"`name` must be a string. Received: {shorten(raw['name'])}"
+            )
             return []
         if problems:
             return []
@@ -367,7 +371,6 @@ class StepsPart:
                 args.update(filters=1, strides=1, factorize="none")
             steps.append(Step(type=type_name, name=f"{name}_shortcut_{suffix}", args=args))
         return steps
-
 
 
 class Nest:

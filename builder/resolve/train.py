@@ -135,7 +135,9 @@ def resolve_train(
     if not isinstance(raw, dict):
         resolver.error(("train",), f"`train` must be a mapping. Received: {raw!r}"[:200])
         return {}, None
-    train = {k: resolver.value(v, ("train", k), resolver.vars, f"train/{k}") for k, v in raw.items()}
+    train = {
+        k: resolver.value(v, ("train", k), resolver.vars, f"train/{k}") for k, v in raw.items()
+    }
     if contains_invalid(train):
         return train, None
     screened = [
@@ -171,13 +173,17 @@ def geometry_problems(inputs: list[InputSpec], config: TrainConfig) -> list[tupl
     """What makes the data unable to feed the model input, known from the spec alone."""
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
-        return [
-            (
-                ("train",),
-                f"`train` fits models with one input; this spec has {len(inputs)}. "
-                f"Received: inputs=[{names}]",
-            )
-        ] if inputs else []
+        return (
+            [
+                (
+                    ("train",),
+                    f"`train` fits models with one input; this spec has {len(inputs)}. "
+                    f"Received: inputs=[{names}]",
+                )
+            ]
+            if inputs
+            else []
+        )
     shape = tuple(inputs[0].shape)
     data = config.data
     if len(shape) != 3:

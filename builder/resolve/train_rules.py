@@ -91,11 +91,11 @@ def check_train(train: Any) -> list[tuple[str, str]]:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-
 def _suggest(word: Any, candidates) -> str:
     """`; did you mean `x`?` for the closest candidate, else `.` (so a sentence always ends)."""
     close = close_matches(word, candidates, n=1)
     return f"; did you mean `{close[0]}`?" if close else "."
+
 
 def unknown_choice(what: str, value: Any, allowed, key: str) -> str:
     """`unknown X `v`; did you mean `w`? Received: key='v'` (the choices when nothing is close)."""
