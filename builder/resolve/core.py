@@ -286,6 +286,20 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
                 )
                 continue
             self.vars[key] = self.value(value, ("vars", key), dict(self.vars), f"vars/{key}")
+        self.check_var_overrides(raw)
+
+    def check_var_overrides(self, raw: dict) -> None:
+        """`--set vars.clases=10` adds a var nothing reads: a typo of `classes`, not a new var."""
+        for key in raw:
+            mark = self.doc.marks.get(("vars", key))
+            if mark is None or not mark.file.startswith("--set ") or _reads_var(self.data, key):
+                continue
+            others = [k for k in raw if k != key]
+            self.error(
+                ("vars", key),
+                f"--set gives var `{key}`, which the spec never reads.{did_you_mean(key, others)}"
+                f" Vars: {', '.join(map(str, others)) or 'none'}. Received: vars.{key}",
+            )
 
     def resolve_inputs(self) -> list[InputSpec]:
         data = self.data
@@ -362,3 +376,14 @@ def _identifier(text: str) -> str:
     """A name made from a file's stem: `my-net` -> `my_net`, `01_bad` -> `spec_01_bad`."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text)[:48] or "model"
     return name if not name[0].isdigit() else f"spec_{name}"
+
+
+def _reads_var(node: Any, name: str) -> bool:
+    """Some `$name` or `${... name ...}` in the document reads var `name`."""
+    if isinstance(node, str):
+        return "$" in node and re.search(rf"\b{re.escape(name)}\b", node) is not None
+    if isinstance(node, dict):
+        return any(_reads_var(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_reads_var(v, name) for v in node)
+    return False
