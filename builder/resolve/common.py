@@ -101,38 +101,38 @@ def _labels(values: list) -> list[str]:
 
 
 # Keys by which a mapping names a Keras object to deserialise (and so, possibly, code to import).
-OBJECT_KEYS = ("module", "class_name", "registered_name")
+OBJECT_KEYS = ("module", "registered_name", "class_name")
 
 
-def foreign_object(value: Any, anywhere: bool = False) -> str | None:
-    """The key by which a Keras object config reaches beyond built-in Keras objects, if any.
+def foreign_object(value: Any, anywhere: bool = False) -> tuple[str, tuple] | None:
+    """The key by which a Keras object config reaches beyond built-in Keras objects, and where.
 
     Keras deserialises `{class_name, config}` mappings given as initializers, regularizers, ...;
     `module` and `registered_name` make it import modules or look up custom objects, and
     `__lambda__`-style class names are its internal types. A layer argument may name a built-in
     object as `{class_name, config}`; with `anywhere`, where the language takes names (losses,
     metrics, activations, augment layers, optimizer arguments), any of `OBJECT_KEYS` is refused.
+
+    Returns:
+        `(key, path)`: the offending key and the path to its mapping inside `value`; or None.
     """
     if isinstance(value, dict):
-        if anywhere:
-            for key in OBJECT_KEYS:
+        keys = OBJECT_KEYS if anywhere else ("module", "registered_name")
+        if anywhere or "class_name" in value:
+            for key in keys:
                 if key in value:
-                    return key
-        if "class_name" in value:
-            for key in ("module", "registered_name"):
-                if key in value:
-                    return key
-            if str(value["class_name"]).startswith("__"):
-                return "class_name"
-        items = value.values()
+                    return key, ()
+            if str(value.get("class_name", "")).startswith("__"):
+                return "class_name", ()
+        items = list(value.items())
     elif isinstance(value, list):
-        items = value
+        items = list(enumerate(value))
     else:
         return None
-    for item in items:
+    for part, item in items:
         found = foreign_object(item, anywhere)
         if found:
-            return found
+            return found[0], (part, *found[1])
     return None
 
 

@@ -75,8 +75,8 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
 
     def screen_object(
         self, path: tuple, value: Any, names_only: bool = False, key: str | None = None
-    ) -> bool:
-        """Refuses a Keras object config that could import code; True when it refused.
+    ) -> tuple | None:
+        """Refuses a Keras object config that could import code; the path refused, or None.
 
         The one screen for every place a spec can name a Keras object: layer arguments
         (initializers, regularizers, constraints: built-in `{class_name, config}` allowed), and,
@@ -85,17 +85,22 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
         """
         found = foreign_object(value, anywhere=names_only)
         if not found:
-            return False
-        key = key or next((p for p in reversed(path) if isinstance(p, str)), "value")
+            return None
+        by, inner = found
+        path = (*path, *inner)
+        for part in inner:
+            value = value[part]
+        if inner or key is None:
+            key = next((p for p in reversed(path) if isinstance(p, str)), "value")
         allowed = (
             "names only" if names_only else "built-in Keras objects only, as {class_name, config}"
         )
         self.error(
             path,
-            f"`{key}` names a Keras object by `{found}`: a spec may use {allowed} here. "
+            f"`{key}` names a Keras object by `{by}`: a spec may use {allowed} here. "
             f"Received: {key}={shorten(value)}",
         )
-        return True
+        return path
 
     # ------------------------------------------------------------------ entry
     def run(self) -> ResolvedSpec:

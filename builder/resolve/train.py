@@ -141,14 +141,17 @@ def resolve_train(
     if contains_invalid(train):
         return train, None
     screened = [
-        resolver.screen_object(("train", key), train[key], names_only=True)
+        found
         for key in ("optimizer", "augment", "schedule", "early_stopping")
         if key in train
+        and (found := resolver.screen_object(("train", key), train[key], names_only=True))
     ]
     problems = check_train(train)
     for rel, message in problems:
-        resolver.error(("train", *_parts(rel)), message)
-    if problems or any(screened):
+        path = ("train", *_parts(rel))
+        if not any(path[: len(refused)] == refused for refused in screened):  # said already
+            resolver.error(path, message)
+    if problems or screened:
         return train, None
     config = TrainConfig.from_section(train)
     for path, message in geometry_problems(inputs, config):
