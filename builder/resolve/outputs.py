@@ -138,7 +138,7 @@ class OutputsPart:
         what = {ACTIVATIONS: "activation", LOSSES: "loss", METRICS: "metric"}[known]
         if value is None or self.screen_object(path, value, names_only=True):
             return None
-        if not isinstance(value, str) or (value not in known and value.lower() not in known):
+        if not isinstance(value, str) or value not in known:
             self.error(
                 path,
                 f"unknown {what}: give a Keras {what} name.{did_you_mean(value, known)} "
