@@ -118,3 +118,24 @@ class ResolvedSpec:
             if out.name == name:
                 return out
         raise KeyError(name)
+
+
+def layer_name(step: Step, reserved: set[str] | frozenset[str]) -> str:
+    """The name a step's layers are built under.
+
+    A step named like an output gives that name to the output's layer and builds under
+    `{name}_{type}` (`aux1` -> `aux1_aux_classifier_pool`), unless that would say the name twice:
+    a step `aux` of type `aux_classifier` builds under `aux_classifier`, a step `dense` of type
+    `dense` under `dense_step`.
+
+    Example:
+        >>> layer_name(Step(type="aux_classifier", name="aux"), {"aux"})
+        'aux_classifier'
+    """
+    if step.name not in reserved:
+        return step.name
+    if step.type == step.name:
+        return f"{step.name}_step"
+    if step.type.startswith(f"{step.name}_"):
+        return step.type
+    return f"{step.name}_{step.type}"
