@@ -520,10 +520,8 @@ def _tune_schema() -> dict[str, Any]:
 
 
 def _train_schema() -> dict[str, Any]:
-    try:
-        from blockspec.training import config
-    except ImportError:  # the training package is optional for the language itself
-        return {"description": "how `blockspec train` fits the model", "type": "object"}
+    from blockspec.builder.resolve import train_keys as config
+
     positive = value_schema({"type": "integer", "minimum": 1})
     number = value_schema({"type": "number", "minimum": 0})
     one_key = {"type": "object", "minProperties": 1, "maxProperties": 1}
