@@ -26,6 +26,7 @@ LOSSES = (
     "poisson", "sparse_categorical_crossentropy", "squared_hinge", "tversky",
     "bce", "kld", "mae", "mape", "mse", "msle",
 )  # fmt: skip
+CROSSENTROPY = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 METRICS = (
     "accuracy", "acc", "crossentropy", "ce", "auc", "binary_accuracy", "binary_crossentropy",
     "binary_io_u", "categorical_accuracy", "categorical_crossentropy", "categorical_hinge",

@@ -17,6 +17,7 @@ from blockspec.builder.resolve.train_keys import (
     EARLY_STOPPING_KEYS,
     FACTOR_LAYERS,
     FLIP_MODES,
+    OPTIMIZER_ARGS,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULE_KEYS,
@@ -317,6 +318,9 @@ def _check_optimizer(problems, value: Any) -> None:
         )
         return
     _number(problems, args, "learning_rate", f"optimizer.{name}", low=0.0, low_open=True)
+    given = {k: v for k, v in args.items() if k != "weight_decay"}  # said below
+    what = f"argument of optimizer `{name}`"
+    _unknown_keys(problems, f"optimizer.{name}", given, OPTIMIZER_ARGS[name.lower()], what)
     for key, arg in args.items():
         if key != "learning_rate" and not_finite(arg):
             problems.append(
