@@ -117,23 +117,9 @@ class StepsPart:
         full = scope.prefix if collapse else scope.full(local)
         hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
         sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry)
-        count = 1
-        if "repeat" in raw:
-            count = self.value(raw["repeat"], (*path, "repeat"), env, f"{hp}/repeat")
-            if count is INVALID:
-                return []
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                self.error(
-                    (*path, "repeat"),
-                    f"`repeat` must be a positive integer. Received: repeat={count!r}",
-                )
-                return []
-            if count > self.limits.max_repeat:
-                self.error(
-                    (*path, "repeat"),
-                    f"`repeat` above the limit of {self.limits.max_repeat}: refused. Received: repeat={count}",
-                )
-                return []
+        count = self.repeat_count(raw, path, env, hp)
+        if count is None:
+            return []
         first = raw.get("first")
         if first is not None and "repeat" not in raw:
             self.error((*path, "first"), "`first` applies only with `repeat`")
@@ -168,6 +154,28 @@ class StepsPart:
         if steps:
             scope.names[local] = steps[-1].name
         return steps
+
+    def repeat_count(self, raw: dict, path: tuple, env: dict, hp: str) -> int | None:
+        """How many times the step repeats (1 without `repeat`); None after a problem."""
+        if "repeat" not in raw:
+            return 1
+        count = self.value(raw["repeat"], (*path, "repeat"), env, f"{hp}/repeat")
+        if count is INVALID:
+            return None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            self.error(
+                (*path, "repeat"),
+                f"`repeat` must be a positive integer. Received: repeat={count!r}",
+            )
+            return None
+        if count > self.limits.max_repeat:
+            self.error(
+                (*path, "repeat"),
+                f"`repeat` above the limit of {self.limits.max_repeat}: refused. "
+                f"Received: repeat={count}",
+            )
+            return None
+        return count
 
     def step_choice(
         self, raw: dict, path: tuple, scope: Scope, env: dict, local: str
