@@ -90,6 +90,8 @@ def cmd_validate(args) -> int:
             f", {len(resolved.hyperparameters)} search spaces" if resolved.hyperparameters else ""
         )
         print(f"ok   {spec}: {steps} steps, {len(resolved.outputs)} outputs{spaces}")
+        for warning in resolved.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return 2 if failed else 0
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from blockspec.builder.errors import shorten
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import REQUIRED, Param, StepType, register
+from blockspec.builder.registry import REQUIRED, Param, StepType, get, register
 
 Merge = Literal["concat", "add", "multiply", "average", "maximum"]
 _MERGE_LAYERS = {
@@ -142,3 +143,81 @@ STEP_LIST_ARGS = {
     "residual": ("body", "shortcut"),
     "bidirectional": ("layer",),
 }
+
+
+# ----------------------------------------------------------------------------- resolve hooks
+# Each combinator's resolve side, beside its build side above: a function of the resolver's
+# `Nest` (builder/resolve/steps.py) returning the step's children, or None after an error.
+
+
+def resolve_sequence(nest) -> list | None:
+    return [nest.steps(nest.given.get("steps"), nest.at("steps"))]
+
+
+def resolve_parallel(nest) -> list | None:
+    branches = nest.given.get("branches")
+    if not isinstance(branches, list) or not branches:
+        nest.error(
+            (*nest.path, "branches"),
+            f"`branches` is a list of step lists. Received: {shorten(branches)}",
+        )
+        return None
+    return [
+        nest.steps(branch, (*nest.path, "branches", index), f"_b{index + 1}")
+        for index, branch in enumerate(branches)
+    ]
+
+
+def resolve_residual(nest) -> list | None:
+    if "body" not in nest.given:
+        nest.error(nest.path, "missing required argument `body` for `residual`")
+        return None
+    children = [nest.steps(nest.given["body"], nest.at("body"))]
+    shortcut = nest.given.get("shortcut", "auto")
+    if isinstance(shortcut, list):
+        children.append(nest.steps(shortcut, (*nest.path, "shortcut"), "_shortcut"))
+        nest.settings["shortcut"] = "steps"
+    elif shortcut in ("auto", "identity"):
+        nest.settings["shortcut"] = shortcut
+        if shortcut == "auto":
+            children.append(nest.auto_shortcut())
+    else:
+        nest.error(
+            (*nest.path, "shortcut"),
+            "`shortcut` is auto, identity or a list of steps. "
+            f"Received: shortcut={shorten(shortcut)}",
+        )
+    return children
+
+
+def resolve_bidirectional(nest) -> list | None:
+    layer = nest.given.get("layer")
+    if not isinstance(layer, dict):
+        nest.error(
+            nest.path,
+            "`bidirectional` wraps one step, e.g. `{layer: {lstm: 64}}`. "
+            f"Received: {shorten(layer)}",
+        )
+        return None
+    inner_path = nest.at("layer")
+    inner = nest.step(layer, inner_path)
+    if not inner:
+        return None
+    recurrent = get(inner[0].type)
+    if recurrent is None or recurrent.kind not in ("layer", "keras") or recurrent.multi_input:
+        nest.error(
+            inner_path,
+            "`bidirectional` wraps a recurrent layer (lstm, gru, simple_rnn). "
+            f"Received: {inner[0].type}",
+        )
+        return None
+    return [inner]
+
+
+for _name, _hook in (
+    ("sequence", resolve_sequence),
+    ("parallel", resolve_parallel),
+    ("residual", resolve_residual),
+    ("bidirectional", resolve_bidirectional),
+):
+    get(_name).extra["resolve"] = _hook

@@ -18,7 +18,7 @@ from blockspec.builder import registry
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.lazy import keras, layers
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
-from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.builder.spec import ResolvedSpec, Step, layer_name
 
 
 @dataclass
@@ -75,7 +75,7 @@ class BuildContext:
             return entry.build(self, step, x)
         if entry.multi_input and not isinstance(x, list):
             raise ValueError(f"`{step.type}` merges several tensors: give them with `from: [a, b]`")
-        name = f"{step.name}_{step.type}" if step.name in self.reserved else step.name
+        name = layer_name(step, self.reserved)
         if entry.kind == "keras":
             return call_layer(getattr(layers, step.type)(name=name, **step.args), x)
         return entry.build(x, name=name, **step.args)

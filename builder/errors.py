@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,38 @@ class SpecError(ValueError):
         super().__init__(f"{head} in spec:\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
-def did_you_mean(word: str, candidates) -> str:
-    """` Did you mean `x`?` for the closest candidate, or ''."""
+def close_matches(word: Any, candidates, n: int = 3) -> list[str]:
+    """The candidates closest to `word`, best first (the one fuzzy matcher of the code base)."""
     import difflib
 
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
+    return difflib.get_close_matches(str(word), [str(c) for c in candidates], n=n, cutoff=0.6)
+
+
+def did_you_mean(word: Any, candidates) -> str:
+    """` Did you mean `x`?` for the closest candidates, or ''.
+
+    Example:
+        >>> did_you_mean("kernal", ["kernel", "filters"])
+        ' Did you mean `kernel`?'
+    """
+    close = close_matches(word, candidates)
     if not close:
         return ""
     if len(close) == 1:
         return f" Did you mean `{close[0]}`?"
     return " Did you mean " + ", ".join(f"`{c}`" for c in close) + "?"
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, ending in `...` when cut (a bounded excerpt).
+
+    Example:
+        >>> clip("x" * 100, 10)
+        'xxxxxxx...'
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shorten(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, clipped: how a message shows a received value."""
+    return clip(repr(value), limit)

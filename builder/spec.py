@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockspec.builder.errors import Mark
+from blockspec.builder.errors import Mark, Problem
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,9 @@ class ResolvedSpec:
         file: the spec's file, or a description of where it came from.
         limits: the `builder.load.Limits` it was resolved under (the compiler checks
             `max_parameters` against them); None means the defaults.
+        train_config: `train`, typed and with its defaults (`builder.resolve.train.TrainConfig`).
+        tune_config: `tune`, typed and with its defaults (`builder.resolve.tune.TuneConfig`).
+        warnings: what is valid but likely unintended (`validate` prints them).
     """
 
     name: str
@@ -106,9 +109,33 @@ class ResolvedSpec:
     document: dict[str, Any] = field(default_factory=dict)
     file: str = "<spec>"
     limits: Any = None
+    train_config: Any = None
+    tune_config: Any = None
+    warnings: tuple[Problem, ...] = ()
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:
             if out.name == name:
                 return out
         raise KeyError(name)
+
+
+def layer_name(step: Step, reserved: set[str] | frozenset[str]) -> str:
+    """The name a step's layers are built under.
+
+    A step named like an output gives that name to the output's layer and builds under
+    `{name}_{type}` (`aux1` -> `aux1_aux_classifier_pool`), unless that would say the name twice:
+    a step `aux` of type `aux_classifier` builds under `aux_classifier`, a step `dense` of type
+    `dense` under `dense_step`.
+
+    Example:
+        >>> layer_name(Step(type="aux_classifier", name="aux"), {"aux"})
+        'aux_classifier'
+    """
+    if step.name not in reserved:
+        return step.name
+    if step.type == step.name:
+        return f"{step.name}_step"
+    if step.type.startswith(f"{step.name}_"):
+        return step.type
+    return f"{step.name}_{step.type}"

@@ -34,6 +34,8 @@ import keras_tuner as kt
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Limits, load_document
 from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.resolve.train import TrainConfig
+from blockspec.builder.resolve.tune import TuneConfig, searchable_problems
 from blockspec.builder.spec import ResolvedSpec
 from blockspec.training import data as data_lib
 from blockspec.training import files
@@ -606,30 +608,13 @@ def default_out_dir(name: str) -> Path:
 
 
 def check_searchable(resolved: ResolvedSpec) -> None:
-    """Problems that make a spec unsearchable, found before any trial runs."""
-    cfg = with_defaults(resolved.train)
-    problems = []
-    if cfg["distribute"] == "multi_worker":
-        problems.append(
-            Problem(
-                "a search trains each trial in one process; `distribute: multi_worker` cannot "
-                "run under `tune` (search in parallel with --chief and --worker instead). "
-                "Received: distribute=multi_worker",
-                "train.distribute",
-            )
-        )
-    if resolved.tune.get("tuner") == "hyperband":
-        epochs = [h for h in resolved.hyperparameters if h.name == "train/epochs"]
-        if epochs:
-            problems.append(
-                Problem(
-                    "Hyperband sets each trial's epochs itself (up to `tune.max_epochs`); "
-                    "`train.epochs` cannot be a search space with `tuner: hyperband`",
-                    epochs[0].path,
-                )
-            )
+    """Problems that make a spec unsearchable, found before any trial runs (the rules live in
+    `builder.resolve.tune`, where `validate` checks them too)."""
+    tune = resolved.tune_config or TuneConfig()
+    train = resolved.train_config or TrainConfig.from_section(resolved.train)
+    problems = searchable_problems(tune, train, resolved.hyperparameters)
     if problems:
-        raise SpecError(problems)
+        raise SpecError([p.problem() for p in problems])
 
 
 def fingerprint(data: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from blockspec.builder import registry
 from blockspec.builder.registry import REQUIRED, Param, StepType
+from blockspec.builder.resolve.common import MAX_NAME
 
 SCHEMA_ID = "https://blockspec.dev/schema/spec-1.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -316,6 +317,7 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
         "name": {
             "type": "string",
             "pattern": NAME_PATTERN,
+            "maxLength": MAX_NAME,
             "description": "makes the step referable (`from`, `outputs`); unique in its scope",
         },
         "from": {
@@ -448,16 +450,18 @@ def _inputs_schema() -> dict[str, Any]:
 
 def _outputs_schema() -> dict[str, Any]:
     from blockspec.builder.resolve import OUTPUT_KEYS
+    from blockspec.builder.resolve.outputs import ACTIVATIONS, LOSSES, METRICS
 
+    metric = {"enum": list(METRICS)}
     properties = {
         "from": value_schema({"type": "string"}, "the step it reads; default: the same name"),
         "activation": value_schema(
-            {"type": ["string", "null"]}, "a final activation layer (softmax, sigmoid, ...)"
+            {"enum": [*ACTIVATIONS, None]}, "a final activation layer (softmax, sigmoid, ...)"
         ),
-        "loss": {"description": "a Keras loss name (or a mapping of its config)"},
+        "loss": value_schema({"enum": list(LOSSES)}, "a Keras loss name"),
         "loss_weight": value_schema({"type": "number", "minimum": 0}, default=1.0),
         "metrics": value_schema(
-            {"anyOf": [{"type": "string"}, {"type": "array"}]}, "Keras metric names"
+            {"anyOf": [metric, {"type": "array", "items": metric}]}, "Keras metric names"
         ),
         "train_only": value_schema(
             {"type": "boolean"}, "an auxiliary head: trained, removed from the inference model"
@@ -480,6 +484,7 @@ def _outputs_schema() -> dict[str, Any]:
 
 def _tune_schema() -> dict[str, Any]:
     from blockspec.builder.resolve import TUNE_KEYS, TUNERS
+    from blockspec.builder.resolve.tune import SPLITS
 
     positive = {"type": "integer", "minimum": 1}
     properties: dict[str, Any] = {
@@ -494,14 +499,15 @@ def _tune_schema() -> dict[str, Any]:
                         "output": {"type": "string"},
                         "metric": {"type": "string"},
                         "direction": {"enum": ["min", "max"]},
-                        "split": {"type": "string"},
+                        "split": {"enum": list(SPLITS)},
                     },
                     "required": ["metric"],
                     "additionalProperties": False,
                 },
             ],
         },
-        "seed": {"type": "integer"},
+        "seed": value_schema({"type": "integer", "minimum": 0}),
+        "factor": value_schema({"type": "integer", "minimum": 2}, "Hyperband's reduction factor"),
     }
     for key in TUNE_KEYS:
         properties.setdefault(key, value_schema(positive))
@@ -514,10 +520,8 @@ def _tune_schema() -> dict[str, Any]:
 
 
 def _train_schema() -> dict[str, Any]:
-    try:
-        from blockspec.training import config
-    except ImportError:  # the training package is optional for the language itself
-        return {"description": "how `blockspec train` fits the model", "type": "object"}
+    from blockspec.builder.resolve import train_keys as config
+
     positive = value_schema({"type": "integer", "minimum": 1})
     number = value_schema({"type": "number", "minimum": 0})
     one_key = {"type": "object", "minProperties": 1, "maxProperties": 1}
@@ -600,7 +604,12 @@ def json_schema() -> dict[str, Any]:
     known = {**registry.all_types(), **_keras_entries()}
     properties: dict[str, Any] = {
         "spec": {"const": SPEC_VERSION, "description": "the language version"},
-        "name": {"type": "string", "minLength": 1, "description": "the model's name"},
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "maxLength": MAX_NAME,
+            "description": "the model's name (an identifier: it names layers and run folders)",
+        },
         "description": {"type": "string", "description": "free text about the network"},
         "extends": {
             "type": "string",

@@ -1,0 +1,178 @@
+"""`outputs`: which step each output reads, its activation, loss, loss weight and metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from blockspec.builder.errors import did_you_mean, shorten
+from blockspec.builder.resolve.common import NAME_RULE, OUTPUT_KEYS, Scope, is_name
+from blockspec.builder.spec import OutputSpec, Step
+
+# Names Keras resolves without importing anything (keras 3: `keras.activations.get`,
+# `keras.losses.get`, `Model.compile(metrics=...)`); tests/test_resolve_outputs.py pins them.
+ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu",
+    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish",
+    "relu", "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign",
+    "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink",
+    "threshold",
+)  # fmt: skip
+LOSSES = (
+    "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
+    "categorical_focal_crossentropy", "categorical_hinge", "circle", "cosine_similarity", "ctc",
+    "dice", "hinge", "huber", "kl_divergence", "log_cosh", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_error", "mean_squared_logarithmic_error",
+    "poisson", "sparse_categorical_crossentropy", "squared_hinge", "tversky",
+    "bce", "kld", "mae", "mape", "mse", "msle",
+)  # fmt: skip
+CROSSENTROPY = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+METRICS = (
+    "accuracy", "acc", "crossentropy", "ce", "auc", "binary_accuracy", "binary_crossentropy",
+    "binary_io_u", "categorical_accuracy", "categorical_crossentropy", "categorical_hinge",
+    "concordance_correlation", "cosine_similarity", "f1_score", "f_beta_score",
+    "false_negatives", "false_positives", "hinge", "io_u", "kl_divergence", "log_cosh_error",
+    "mean_absolute_error", "mean_absolute_percentage_error", "mean_io_u",
+    "mean_squared_error", "mean_squared_logarithmic_error", "one_hot_io_u", "one_hot_mean_io_u",
+    "pearson_correlation", "poisson", "precision", "precision_at_recall", "r2_score", "recall",
+    "recall_at_precision", "root_mean_squared_error", "sensitivity_at_specificity",
+    "sparse_categorical_accuracy", "sparse_categorical_crossentropy",
+    "sparse_top_k_categorical_accuracy", "specificity_at_sensitivity", "squared_hinge",
+    "top_k_categorical_accuracy", "true_negatives", "true_positives",
+    "bce", "mae", "mape", "mse", "msle",
+)  # fmt: skip
+
+
+class OutputsPart:
+    """The resolver's `outputs` rules (mixed into `Resolver`)."""
+
+    def resolve_outputs(self, raw: Any, top: Scope, network: list[Step]) -> list[OutputSpec]:
+        if raw is None:
+            if not network:
+                return []
+            return [OutputSpec(name="output", source=network[-1].name)]
+        if not isinstance(raw, dict) or not raw:
+            self.error(
+                ("outputs",),
+                "`outputs` maps output names to {from, activation, loss, ...}. "
+                f"Received: {shorten(raw)}",
+            )
+            return []
+        outputs = []
+        for name, spec in raw.items():
+            out = self.resolve_output(name, spec, top, network)
+            if out is not None:
+                outputs.append(out)
+        if outputs and all(o.train_only for o in outputs):
+            self.error(
+                ("outputs",), "every output is `train_only`: the inference model would have none"
+            )
+        return outputs
+
+    def resolve_output(
+        self, name: Any, spec: Any, top: Scope, network: list[Step]
+    ) -> OutputSpec | None:
+        path = ("outputs", name)
+        if not is_name(name):
+            self.error(path, f"an output name is {NAME_RULE}. Received: {shorten(name)}")
+            return None
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict):
+            self.error(
+                path,
+                "an output is a mapping {from, activation, loss, loss_weight, metrics, "
+                f"train_only}}. Received: {shorten(spec)}",
+            )
+            return None
+        # Key by key: an output may be named `tune` without becoming a search space.
+        spec = {
+            k: self.value(v, (*path, k), self.vars, f"outputs/{name}/{k}") for k, v in spec.items()
+        }
+        for key in spec:
+            if key not in OUTPUT_KEYS:
+                self.error(
+                    (*path, key), f"unknown output key `{key}`.{did_you_mean(key, OUTPUT_KEYS)}"
+                )
+        source_name = spec.get("from", name)
+        source = top.lookup(source_name) if isinstance(source_name, str) else None
+        if source is None and (not network or top.is_broken(source_name)):
+            return None  # the step it reads was refused, and said why
+        if source is None:
+            self.error(
+                (*path, "from") if "from" in spec else path,
+                f"output `{name}` reads no step: name a step with `from`, or name a step "
+                f"`{name}`.{did_you_mean(source_name, top.visible())} Received: from={source_name}",
+            )
+            return None
+        activation = self.keras_name(spec.get("activation"), (*path, "activation"), ACTIVATIONS)
+        loss = self.keras_name(spec.get("loss"), (*path, "loss"), LOSSES)
+        metrics = self.output_metrics(spec, path)
+        weight = spec.get("loss_weight", 1.0)
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
+            self.error(
+                (*path, "loss_weight"),
+                f"`loss_weight` must be a finite number >= 0. Received: loss_weight={weight!r}",
+            )
+            weight = 1.0
+        train_only = spec.get("train_only", False)
+        if not isinstance(train_only, bool):
+            self.error(
+                (*path, "train_only"),
+                f"`train_only` must be true or false. Received: {shorten(train_only)}",
+            )
+            train_only = False
+        if activation == "softmax" and _activation_of(network, source) == "softmax":
+            self.warn(
+                (*path, "activation"),
+                f"output `{name}` applies softmax to step `{source}`, which already ends in "
+                "softmax: a softmax of probabilities trains poorly; drop one of them",
+            )
+        return OutputSpec(name, source, activation, loss, float(weight), metrics, train_only)
+
+    def keras_name(self, value: Any, path: tuple, known) -> str | None:
+        """`value` if it names a Keras object of that kind (`known`); else a problem and None."""
+        what = {ACTIVATIONS: "activation", LOSSES: "loss", METRICS: "metric"}[known]
+        if value is None or self.screen_object(path, value, names_only=True):
+            return None
+        if not isinstance(value, str) or value not in known:
+            self.error(
+                path,
+                f"unknown {what}: give a Keras {what} name.{did_you_mean(value, known)} "
+                f"Received: {what}={shorten(value)}",
+            )
+            return None
+        return value
+
+    def output_metrics(self, spec: dict, path: tuple) -> tuple[str, ...]:
+        metrics = spec.get("metrics", [])
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if not isinstance(metrics, list):
+            self.error(
+                (*path, "metrics"),
+                f"`metrics` is a list of metric names. Received: {shorten(metrics)}",
+            )
+            return ()
+        found = []
+        for index, metric in enumerate(metrics):
+            name = self.keras_name(metric, (*path, "metrics", index), METRICS)
+            if name is not None:
+                found.append(name)
+        return tuple(found)
+
+
+def _activation_of(steps: list[Step], name: str) -> Any:
+    """The `activation` argument of the step named `name` (searched through nested steps)."""
+    for step in steps:
+        if step.name == name:
+            return step.args.get("activation")
+        for children in step.children:
+            found = _activation_of(children, name)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,422 @@
+"""Network steps: names, `from`, `repeat`/`first`, arguments, step choices and combinators."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from blockspec.builder import registry
+from blockspec.builder.errors import did_you_mean, shorten
+from blockspec.builder.load import format_path
+from blockspec.builder.resolve.common import (
+    _COLLAPSIBLE,
+    INVALID,
+    NAME_RULE,
+    STEP_KEYS,
+    Abort,
+    Scope,
+    _labels,
+    contains_invalid,
+    is_name,
+    type_key,
+)
+from blockspec.builder.spaces import check_space, is_space
+from blockspec.builder.spec import Step
+
+
+class StepsPart:
+    """The resolver's step rules (mixed into `Resolver`)."""
+
+    # ------------------------------------------------------------------ steps
+    def resolve_steps(
+        self,
+        raw: Any,
+        path: tuple,
+        scope: Scope,
+        env: dict,
+        first_sources: list[str] | None = None,
+    ) -> list[Step]:
+        if not isinstance(raw, list):
+            self.error(path, f"expected a list of steps. Received: {shorten(raw)}")
+            return []
+        kinds = [type_key(item) for item in raw]
+        unnamed = {}
+        for item, kind in zip(raw, kinds, strict=True):
+            if not (isinstance(item, dict) and "name" in item):
+                unnamed[kind] = unnamed.get(kind, 0) + 1
+        counter: dict[str, int] = {}
+        out: list[Step] = []
+        for index, (item, kind) in enumerate(zip(raw, kinds, strict=True)):
+            if isinstance(item, dict) and "name" in item:
+                local = item["name"]
+            else:
+                counter[kind] = counter.get(kind, 0) + 1
+                local = f"{kind}_{counter[kind]}" if unnamed[kind] > 1 else kind
+            # A lone combinator in a scope takes the scope's name: `inception_4a_b2_conv`, not
+            # `inception_4a_parallel_b2_conv`.
+            collapse = len(raw) == 1 and scope.prefix and kind in _COLLAPSIBLE and local == kind
+            steps = self.resolve_step(item, (*path, index), scope, env, local, collapse)
+            if not steps and isinstance(local, str):
+                scope.broken.add(local)
+            if index == 0 and first_sources and steps and steps[0].sources is None:
+                steps[0].sources = list(first_sources)
+            out += steps
+        return out
+
+    def resolve_step(
+        self,
+        raw: Any,
+        path: tuple,
+        scope: Scope,
+        env: dict,
+        local: Any,
+        collapse: bool = False,
+        hp_name: str | None = None,
+    ) -> list[Step]:
+        if is_space(raw) and raw.get("tune") == "choice":
+            return self.step_choice(raw, path, scope, env, local)
+        if not isinstance(raw, dict):
+            self.error(
+                path,
+                f"a step is a mapping with one type key (e.g. `conv: {{filters: 64, kernel: 3}}`). Received: {shorten(raw)}",
+            )
+            return []
+        type_keys = [k for k in raw if k not in STEP_KEYS]
+        if len(type_keys) != 1:
+            if not type_keys:
+                self.error(
+                    path,
+                    f"a step needs a type key (a layer, combinator or block). Received keys: {', '.join(map(str, raw))}",
+                )
+            else:
+                self.error(
+                    path,
+                    f"a step has exactly one type key. Received: {', '.join(map(str, type_keys))}",
+                )
+            return []
+        type_name = type_keys[0]
+        type_path = (*path, type_name)
+        if not is_name(local):
+            self.error(
+                (*path, "name"), f"a step name is {NAME_RULE}. Received: name={shorten(local)}"
+            )
+            return []
+        if local in scope.names:
+            self.error((*path, "name"), f"duplicate name `{local}` in this scope")
+            return []
+        entry = None if type_name in self.blocks else registry.get(str(type_name))
+        if entry is None and type_name in self.broken_blocks:
+            return []
+        if entry is None and type_name not in self.blocks:
+            self.error(
+                type_path,
+                registry.refused(type_name)
+                or f"unknown step type `{type_name}`.{registry.suggest(type_name, self.blocks)}",
+            )
+            return []
+        full = scope.prefix if collapse else scope.full(local)
+        hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
+        sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry)
+        count = self.repeat_count(raw, path, env, hp)
+        if count is None:
+            return []
+        first = raw.get("first")
+        if first is not None and "repeat" not in raw:
+            self.error((*path, "first"), "`first` applies only with `repeat`")
+        if first is not None and not isinstance(first, dict):
+            self.error(
+                (*path, "first"),
+                f"`first` is a mapping of arguments for the first repetition. Received: {shorten(first)}",
+            )
+            first = None
+        steps: list[Step] = []
+        for rep in range(count):
+            self.count_step(path)
+            rep_env = {**env, "i": rep} if "repeat" in raw else env
+            name = f"{full}_{rep + 1}" if count > 1 else full
+            args_raw = self.keywords(type_name, entry, raw[type_name], type_path)
+            if args_raw is None:
+                return []
+            if rep == 0 and first:
+                extra = self.keywords(type_name, entry, first, (*path, "first"))
+                args_raw = {**args_raw, **(extra or {})}
+            step = self.build_step(
+                type_name, entry, args_raw, type_path, scope, rep_env, name, hp, path
+            )
+            if step is None:
+                return steps
+            step.sources = sources if rep == 0 else None
+            step.path = format_path(type_path)
+            step.mark = self.doc.mark(type_path)
+            steps.append(step)
+            if count > 1:
+                scope.names[f"{local}_{rep + 1}"] = name
+        if steps:
+            scope.names[local] = steps[-1].name
+        return steps
+
+    def repeat_count(self, raw: dict, path: tuple, env: dict, hp: str) -> int | None:
+        """How many times the step repeats (1 without `repeat`); None after a problem."""
+        if "repeat" not in raw:
+            return 1
+        count = self.value(raw["repeat"], (*path, "repeat"), env, f"{hp}/repeat")
+        if count is INVALID:
+            return None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            self.error(
+                (*path, "repeat"),
+                f"`repeat` must be a positive integer. Received: repeat={count!r}",
+            )
+            return None
+        if count > self.limits.max_repeat:
+            self.error(
+                (*path, "repeat"),
+                f"`repeat` above the limit of {self.limits.max_repeat}: refused. "
+                f"Received: repeat={count}",
+            )
+            return None
+        return count
+
+    def step_choice(
+        self, raw: dict, path: tuple, scope: Scope, env: dict, local: str
+    ) -> list[Step]:
+        # `name` names the step (and so its hyperparameter); the rest is the search space.
+        space = {k: v for k, v in raw.items() if k != "name"}
+        problems = check_space(space)
+        for key, message in problems:
+            self.error((*path, key), f"invalid search space: {message}")
+        if "name" in raw and not isinstance(raw["name"], str):
+            self.error(
+                (*path, "name"), f"`name` must be a string. Received: {shorten(raw['name'])}"
+            )
+            return []
+        if problems:
+            return []
+        values = raw["values"]
+        named = [i for i, v in enumerate(values) if isinstance(v, dict) and "name" in v]
+        for index in named if "name" in raw else []:
+            self.error(
+                (*path, "values", index, "name"),
+                "the choice is named, so its steps take that name: remove this `name`",
+            )
+        if named and "name" in raw:
+            return []
+        nested = [index for index, value in enumerate(values) if is_space(value)]
+        for index in nested:  # both choices would share one hyperparameter name
+            self.error(
+                (*path, "values", index),
+                "a step `choice` cannot hold another `choice`: list every step in one `values`",
+            )
+        if nested:
+            return []
+        labels = _labels(values)
+        default = {"default": labels[values.index(raw["default"])]} if "default" in raw else {}
+        hp = f"{scope.hp}/{local}" if scope.hp else local
+        label = self.chooser.choose(
+            hp, {"tune": "choice", "values": labels, **default}, format_path(path)
+        )
+        index = labels.index(label)
+        with self.chooser.conditional(hp, label):
+            return self.resolve_step(
+                values[index], (*path, "values", index), scope, env, local, hp_name=f"{hp}/{label}"
+            )
+
+    def count_step(self, path: tuple) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            self.error(
+                path,
+                f"the network expands to more than {self.limits.max_steps} steps (repeat and blocks included): refused (limit)",
+            )
+            raise Abort
+
+    def resolve_from(self, raw: Any, path: tuple, scope: Scope, entry) -> list[str] | None:
+        if raw is None:
+            return None
+        names = raw if isinstance(raw, list) else [raw]
+        if not names or not all(isinstance(n, str) for n in names):
+            self.error(
+                path, f"`from` takes a step name or a list of names. Received: {shorten(raw)}"
+            )
+            return None
+        out = []
+        for name in names:
+            found = scope.lookup(name)
+            if found is None and scope.is_broken(name):
+                continue  # that step's own problem is already reported
+            if found is None:
+                self.error(
+                    path,
+                    f"`from` names no earlier step or input.{did_you_mean(name, scope.visible())} Received: from={name}",
+                )
+                continue
+            out.append(found)
+        multi = entry is not None and entry.multi_input
+        if len(names) > 1 and entry is not None and not multi and entry.kind != "combinator":
+            self.error(
+                path,
+                f"`{entry.name}` reads one tensor; only merging steps (add, concat, ...) take several. Received: from={names}",
+            )
+        return out or None
+
+    def keywords(self, type_name: str, entry, raw: Any, path: tuple) -> dict | None:
+        """Turns mapping, positional list or scalar arguments into keywords."""
+        if raw is None:
+            return {}
+        if type_name in self.blocks:
+            order, primary = list(self.blocks[type_name].get("args") or {}), None
+        else:
+            order, primary = list(entry.params), entry.primary
+        annotation = entry.params[primary].annotation if primary else None
+        if isinstance(raw, dict):
+            takes_mapping = annotation is dict and not any(k in entry.params for k in raw)
+            if primary and (is_space(raw) or takes_mapping):
+                return {primary: raw}
+            return dict(raw)
+        if isinstance(raw, list):
+            if primary and (annotation in (list, Any) or typing.get_origin(annotation) is list):
+                return {primary: raw}
+            if len(raw) > len(order):
+                self.error(
+                    path,
+                    f"`{type_name}` takes at most {len(order)} positional arguments ({', '.join(order)}). Received: {len(raw)}",
+                )
+                return None
+            return dict(zip(order, raw, strict=False))
+        if primary:
+            return {primary: raw}
+        self.error(
+            path,
+            f"`{type_name}` takes no scalar argument; write its arguments as a mapping. Received: {shorten(raw)}",
+        )
+        return None
+
+    def build_step(
+        self, type_name, entry, args_raw, path, scope, env, name, hp, step_path
+    ) -> Step | None:
+        if type_name in self.blocks:
+            return self.user_block(type_name, args_raw, path, env, name, hp)
+        if entry.kind == "combinator":
+            return self.combinator(entry, args_raw, path, scope, env, name, hp)
+        args = self.arguments(entry, args_raw, path, env, hp)
+        return Step(type=type_name, name=name, args=args)
+
+    def arguments(self, entry, given: dict, path: tuple, env: dict, hp: str) -> dict:
+        """Checks and evaluates a layer's or Python block's arguments, defaults applied."""
+        args = {k: p.default for k, p in entry.params.items() if not p.required}
+        args.update(self.defaults.get(entry.name, {}))
+        unknown = []
+        for key, raw in given.items():
+            if not entry.accepts(key):
+                self.error((*path, key), self.unknown_arg(entry.name, key))
+                unknown.append(str(key))
+                continue
+            args[key] = self.value(raw, (*path, key), env, f"{hp}/{key}")
+        for key, param in entry.params.items():
+            if key not in args:
+                # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
+                if param.required and not did_you_mean(key, unknown):
+                    self.error(path, f"missing required argument `{key}` for `{entry.name}`")
+                continue
+            value = args[key]
+            if value is param.default or value is INVALID or contains_invalid(value):
+                continue
+            problem = registry.check_value(key, value, param.annotation)
+            if problem:
+                self.error(
+                    (*path, key) if key in given else path,
+                    f"`{key}` {problem}. Received: {key}={shorten(value)}",
+                )
+        for key, value in args.items():
+            self.screen_object((*path, key) if key in given else path, value, key=key)
+        return args
+
+    def combinator(
+        self, entry, given: dict, path: tuple, scope: Scope, env: dict, name: str, hp: str
+    ) -> Step | None:
+        kind = entry.name
+        for key in given:
+            if key not in entry.params:
+                self.error((*path, key), self.unknown_arg(kind, key))
+        settings = {}
+        for key, param in entry.params.items():
+            if param.annotation in (list, dict) or key == "shortcut":
+                continue
+            value = self.value(given.get(key, param.default), (*path, key), env, f"{hp}/{key}")
+            if value is not INVALID:
+                problem = registry.check_value(key, value, param.annotation)
+                if problem:
+                    self.error((*path, key), f"`{key}` {problem}. Received: {key}={shorten(value)}")
+            settings[key] = value
+        hook = entry.extra.get("resolve")
+        nest = Nest(self, given, settings, path, scope, env, name, hp)
+        children = hook(nest) if hook else []
+        if children is None:
+            return None
+        return Step(type=kind, name=name, args=settings, children=children)
+
+    def raw_at(self, path: tuple) -> Any:
+        node: Any = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node
+
+    def auto_shortcut(self, name: str) -> list[Step]:
+        """The projection a residual uses when shapes differ: a 1x1 `conv` and a `batch_norm`, defaults applied."""
+        steps = []
+        for type_name, suffix, forced in (
+            ("conv", "conv", {"kernel": 1}),
+            ("batch_norm", "bn", {}),
+        ):
+            entry = registry.get(type_name)
+            args = {k: p.default for k, p in entry.params.items() if not p.required}
+            args.update(self.defaults.get(type_name, {}))
+            args.update(forced)
+            if type_name == "conv":
+                args.update(filters=1, strides=1, factorize="none")
+            steps.append(Step(type=type_name, name=f"{name}_shortcut_{suffix}", args=args))
+        return steps
+
+
+class Nest:
+    """What a combinator's resolve hook sees: its arguments, and how to resolve the steps it holds.
+
+    A combinator (`blocks/combinators.py`) registers `extra["resolve"]`, a function of a `Nest`
+    returning the step's children (one list of steps per nested chain), or None when it refused
+    the step (after `nest.error`). Its build hook, beside it, wires those children together.
+    """
+
+    def __init__(self, resolver, given, settings, path, scope, env, name, hp):
+        self.resolver = resolver
+        self.given = given  # the arguments as written (keywords)
+        self.settings = settings  # the non-step arguments, evaluated; a hook may set more
+        self.path = path
+        self.scope = scope
+        self.env = env
+        self.name = name
+        self.hp = hp
+
+    def error(self, path: tuple, message: str) -> None:
+        self.resolver.error(path, message)
+
+    def at(self, key: str) -> tuple:
+        """The spec path of argument `key`: the step's own path when it was written positionally."""
+        written = self.resolver.raw_at(self.path)
+        return (*self.path, key) if isinstance(written, dict) and key in written else self.path
+
+    def steps(self, raw: Any, path: tuple, suffix: str = "") -> list[Step]:
+        """Resolves a nested step list in its own naming scope (`{name}{suffix}_...`)."""
+        hp = f"{self.hp}/{suffix.lstrip('_')}" if suffix else self.hp
+        scope = Scope(prefix=f"{self.name}{suffix}", hp=hp, parent=self.scope)
+        return self.resolver.resolve_steps(raw, path, scope, self.env)
+
+    def step(self, raw: Any, path: tuple) -> list[Step]:
+        """Resolves one nested step, named by its type inside this step's scope."""
+        scope = Scope(prefix=self.name, hp=self.hp, parent=self.scope)
+        return self.resolver.resolve_step(raw, path, scope, self.env, type_key(raw))
+
+    def auto_shortcut(self) -> list[Step]:
+        return self.resolver.auto_shortcut(self.name)
