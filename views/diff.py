@@ -231,7 +231,7 @@ def _cut(text: str, width: int) -> str:
 
 def stats_rows(built_a, built_b) -> list[tuple[str, str, str, str]]:
     """(quantity, A, B, B - A) rows for parameters, multiply-adds, depth and layers."""
-    from blockspec.views.summary import human, stats
+    from blockspec.views.summary import DEPTH_LABEL, human, stats
 
     sa, sb = stats(built_a), stats(built_b)
 
@@ -248,6 +248,6 @@ def stats_rows(built_a, built_b) -> list[tuple[str, str, str, str]]:
         ("parameters", count(sa.params), count(sb.params), delta(sa.params, sb.params, count)),
         ("trainable", count(sa.trainable), count(sb.trainable), delta(sa.trainable, sb.trainable, count)),
         ("multiply-adds", human(sa.madds), human(sb.madds), delta(sa.madds, sb.madds, human)),
-        ("depth (conv+FC)", str(sa.depth), str(sb.depth), delta(sa.depth, sb.depth, str)),
+        (DEPTH_LABEL, str(sa.depth), str(sb.depth), delta(sa.depth, sb.depth, str)),
         ("Keras layers", str(sa.layers), str(sb.layers), delta(sa.layers, sb.layers, str)),
     ]  # fmt: skip

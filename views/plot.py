@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from blockspec.builder import registry
-from blockspec.builder.errors import SpecError
 from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.errors import MissingTool, UsageError
 
 FORMATS = ("png", "svg", "pdf", "dot", "gv")
 
@@ -32,15 +32,8 @@ _FILL = {
 _CLUSTER_FILL = {"block": "#f3f7fc", "sequence": "#fafafa", "parallel": "#fafafa"}
 
 
-class GraphvizMissing(SpecError):
+class GraphvizMissing(MissingTool):
     """Graphviz cannot draw here; `str()` is one line telling how to install it."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def require_dot() -> None:
@@ -544,12 +537,12 @@ def write_plot(graph, path: str | Path) -> Path:
 
     Raises:
         GraphvizMissing: drawing needs `dot` and it is not installed.
-        SpecError: an unknown extension.
+        UsageError: an unknown extension.
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise SpecError(
+        raise UsageError(
             f"cannot tell the picture format from `{path.name}`: end the name with "
             f".png, .svg, .pdf or .dot"
         )
