@@ -149,3 +149,41 @@ def test_full_lines_when_piped(tmp_path, capsys, monkeypatch):
     assert "COLUMNS" not in os.environ  # the wide page is only for the command's run
     assert cli.main(["validate", str(spec)]) == 0
     assert "2 steps, 1 output\n" in capsys.readouterr().out
+
+
+def test_list_cuts_at_a_word_and_keeps_text_in_brackets(monkeypatch, capsys):
+    from blockspec.views import catalog
+
+    text = "A net for [224, 224, 3] images " + "with many words " * 20
+    assert catalog.one_line(text, 40) == "A net for [224, 224, 3] images with ..."
+    monkeypatch.setattr(catalog, "zoo_rows", lambda: [("bracketed", catalog.one_line(text))])
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "A net for [224, 224, 3] images with many words" in out
+    line = next(line for line in out.splitlines() if "bracketed" in line)
+    shown = line.rstrip(" │").split("│")[-1].strip()
+    assert shown.endswith(" ...") and text.startswith(shown.removesuffix(" ...") + " ")
+
+
+def test_evaluate_says_when_tta_lowers_accuracy(monkeypatch, capsys, tmp_path):
+    import numpy as np
+    from blockspec.training import evaluate
+    from blockspec.training.commands import evaluate_command
+
+    def fake(run_dir, tta):
+        return evaluate.Evaluation(
+            split="validation",
+            examples=360,
+            views=["flip"],
+            view_count=2,
+            accuracy={"main": 0.975},
+            tta_accuracy={"main": 0.517},
+            changed={"main": 0.46},
+            probabilities={"main": np.zeros((1, 10))},
+        )
+
+    monkeypatch.setattr(evaluate, "evaluate_run", fake)
+    assert evaluate_command(str(tmp_path), ["flip"]) == 0
+    out = capsys.readouterr().out
+    assert "TTA lowers the accuracy of main (97.50% -> 51.70%)" in out
