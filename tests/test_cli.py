@@ -155,3 +155,26 @@ def test_summary_prints_published_numbers_beside_the_measured(capsys, monkeypatc
     row = next(line for line in capsys.readouterr().out.splitlines() if "inception_4c" in line)
     # Table 1 prints 463K for 4c; the module's weights (with biases) are 510,104.
     assert "510,104" in row and "463K / 100M" in row
+
+
+def test_masked_sequences_count_their_multiply_adds():
+    """After an `embedding` with `mask_zero`, Keras calls the LSTM on [sequence, mask]."""
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.summary import stats
+
+    def lstm_madds(mask_zero: bool) -> int:
+        spec = {
+            "spec": 1,
+            "inputs": {"tokens": {"shape": [20], "dtype": "int32"}},
+            "network": [
+                {"embedding": {"input_dim": 100, "output_dim": 16, "mask_zero": mask_zero}},
+                {"lstm": 32},
+                {"dense": 2},
+            ],
+        }
+        s = stats(compile_spec(resolve_spec(spec)))
+        return next(step.madds for step in s.steps if step.type == "lstm")
+
+    # (16 x 128 kernel + 32 x 128 recurrent kernel) x 20 time steps
+    assert lstm_madds(False) == lstm_madds(True) == (16 * 128 + 32 * 128) * 20

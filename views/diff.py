@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from blockspec.builder import registry
 from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.views import spaces
 from blockspec.views.render import render
 
 
@@ -112,7 +113,22 @@ def diff_specs(a: ResolvedSpec, b: ResolvedSpec, labels: tuple[str, str] | None 
     _compare(_outputs(a), _outputs(b), "outputs", out)
     _compare(a.train, b.train, "train", out)
     _compare(a.tune, b.tune, "tune", out)
+    _compare_spaces(a, b, out)
     return result
+
+
+def _compare_spaces(a: ResolvedSpec, b: ResolvedSpec, out: list[Change]) -> None:
+    """Search spaces: the steps hold only the chosen values, so a space that replaces a constant
+    with the same default would otherwise not show at all."""
+    spaces_a, spaces_b = spaces.all_texts(a), spaces.all_texts(b)
+    for key in [*spaces_a, *(k for k in spaces_b if k not in spaces_a)]:
+        where = f"{key} (search space)"
+        if key not in spaces_b:
+            out.append(Change("removed", where, a=spaces_a[key]))
+        elif key not in spaces_a:
+            out.append(Change("added", where, b=spaces_b[key]))
+        elif spaces_a[key] != spaces_b[key]:
+            out.append(Change("changed", where, a=spaces_a[key], b=spaces_b[key]))
 
 
 def _inputs(spec: ResolvedSpec) -> dict[str, Any]:

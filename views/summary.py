@@ -59,9 +59,12 @@ def layer_madds(layer) -> int:
     """Multiply-adds of one call of `layer` (weights times the positions they are applied at)."""
     try:
         out_shape = layer.output.shape
-        in_shape = layer.input.shape if not isinstance(layer.input, list) else None
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
     except (AttributeError, ValueError):
         return 0
+    # The first input is the data: after an `embedding` with `mask_zero`, a recurrent layer is
+    # called on [sequence, mask].
+    in_shape = inputs[0].shape if inputs and hasattr(inputs[0], "shape") else None
     cls = type(layer).__name__
     positions = math.prod(d or 1 for d in out_shape[1:-1]) if len(out_shape) > 2 else 1
     if cls == "SeparableConv2D":
