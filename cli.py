@@ -1,95 +1,185 @@
-"""The `blockspec` command line.
+"""The `blockspec` command line: parse the arguments, run one command, map errors to exit codes.
 
-A refused spec prints its problems, without a traceback, and exits 2. `validate`, `render` and
-`list` never import TensorFlow, so they answer in well under a second.
+Each command is two functions side by side, `_args_<name>(parser)` (its arguments) and
+`cmd_<name>(args)` (what it does), and one row of `COMMANDS`: adding a flag is one line in its
+`_args_` function, adding a command two functions and a row. Errors are mapped to exit codes in
+one place, `EXIT_CODES`; none reaches the user as a traceback.
+
+Every command checks what needs no TensorFlow first (the spec exists and validates, the options
+make sense) and only then imports TensorFlow, quietly unless `-v` is given. `validate`, `render`,
+`list`, `schema`, `init` and `diff` never import it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from blockspec import __version__
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import Limits, parse_override
+from blockspec.errors import MissingTool, UsageError
+from blockspec.training.errors import TrainingError
 
-EXAMPLES = {
-    "validate": "blockspec validate specs/googlenet.yaml my_net.yaml",
-    "build": "blockspec build resnet50 --set vars.classes=10 --set input=[64,64,3] --save r50.keras",
-    "summary": "blockspec summary alexnet vgg16 googlenet resnet50",
-    "render": "blockspec render googlenet --set vars.classes=10",
-    "list": "blockspec list",
-    "train": "blockspec train digits_googlenet --set train.epochs=2 --out runs/try1",
-    "evaluate": "blockspec evaluate runs/digits_googlenet --tta flip,crops",
-    "tune": "blockspec tune specs/examples/digits_tune.yaml --out runs/tune1",
-    "schema": "blockspec schema > blockspec.schema.json",
-    "plot": "blockspec plot googlenet -o googlenet.png",
-    "diff": "blockspec diff resnet50 resnet101",
-    "init": "blockspec init my_net.yaml --from resnet18",
-    "bench": "blockspec bench resnet50 --batch 64 --steps 20",
-}
+# The whole error hierarchy a user can meet, and what each exits with. `TrainingError` covers
+# its `DataError`; `GraphvizMissing` is a `MissingTool`. Anything else is a bug: a traceback.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (SpecError, 2),
+    (UsageError, 2),
+    (MissingTool, 2),
+    (TrainingError, 2),
+    (KeyboardInterrupt, 130),
+)
+
+# When stdout is a pipe or a log file, rich would wrap every line at 80 columns; it reads the
+# page width from COLUMNS, so a wide page keeps paths and table rows on one line.
+PIPE_COLUMNS = 4096
+
+# What TensorFlow's C++ side prints while it is imported (absl/glog lines such as
+# `I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers`, the oneDNN notice, the CPU
+# instructions notice). TF_CPP_MIN_LOG_LEVEL does not reach the lines absl prints before it is
+# initialised, so they are filtered from the import's stderr instead.
+_TF_IMPORT_NOISE = re.compile(
+    r"^([IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|To enable the following instructions:"
+    r"|.*oneDNN custom operations are on)"
+)
 
 
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, value = parse_override(item)
-        out[key] = value
-    return out
+# ------------------------------------------------------------------ shared arguments
 
 
-def _limits(items: list[str] | None) -> Limits:
-    limits = Limits()
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not hasattr(limits, key) or not value.isdigit():
-            names = ", ".join(limits.__dataclass_fields__)
-            raise SpecError(f"--limit takes NAME=INTEGER, NAME one of {names}. Received: {item!r}")
-        setattr(limits, key, int(value))
-    return limits
+def _set_item(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. vars.classes=10); got {text!r}")
+    return text
+
+
+def _limit_item(text: str) -> tuple[str, int]:
+    names = Limits.__dataclass_fields__
+    key, _, value = text.partition("=")
+    if key not in names or not value.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"takes NAME=INTEGER, NAME one of {', '.join(names)}; got {text!r}"
+        )
+    return key, int(value)
 
 
 def _spec_args(parser: argparse.ArgumentParser, many: bool = False) -> None:
     parser.add_argument(
         "spec", nargs="+" if many else None, help="a spec file or a zoo name (see `blockspec list`)"
     )
+    _override_args(parser, "override a dotted key; VALUE is YAML (repeatable)")
+
+
+def _override_args(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a dotted key; VALUE is YAML (repeatable)",
+        "--set", action="append", type=_set_item, metavar="KEY=VALUE", help=help_text
     )
     parser.add_argument(
         "--limit",
         action="append",
+        type=_limit_item,
         metavar="NAME=N",
         help="raise a safety limit, e.g. max_steps=50000",
     )
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    return dict(parse_override(item) for item in items or [])
+
+
+def _limits(args) -> Limits:
+    return Limits(**dict(args.limit or []))
+
+
+def _resolve(spec: str, args, extra_overrides: list[str] | None = None):
+    """The resolved spec (pure Python: a typo in a path is reported before TensorFlow loads)."""
+    from blockspec.builder.resolve import resolve_spec
+
+    overrides = {**_overrides(args.set), **_overrides(extra_overrides)}
+    return resolve_spec(spec, overrides, limits=_limits(args))
+
+
+def _import_tensorflow(args) -> None:
+    """Imports TensorFlow, dropping the C++ log lines it prints unless `-v` was given."""
+    if getattr(args, "verbose", False) or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            lines = log.read().decode(errors="replace").splitlines()
+    kept = [line for line in lines if line.strip() and not _TF_IMPORT_NOISE.match(line)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
+def _build(resolved, args, inference: bool = False):
+    _import_tensorflow(args)
+    from blockspec.builder.compile import compile_spec
+
+    return compile_spec(resolved, inference=inference)
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(80, _columns()))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# ------------------------------------------------------------------ spec commands (no TensorFlow)
+
+
+def _args_validate(p: argparse.ArgumentParser) -> None:
+    _spec_args(p, many=True)
 
 
 def cmd_validate(args) -> int:
-    from blockspec.builder.resolve import resolve_spec
-
     failed = 0
-    limits = _limits(args.limit)
     for spec in args.spec:
         try:
-            resolved = resolve_spec(spec, _overrides(args.set), limits=limits)
+            resolved = _resolve(spec, args)
         except SpecError as e:
             failed += 1
             print(f"FAIL {spec}: {e}", file=sys.stderr)
             continue
-        steps = _count_steps(resolved.network)
-        spaces = (
-            f", {len(resolved.hyperparameters)} search spaces" if resolved.hyperparameters else ""
-        )
-        print(f"ok   {spec}: {steps} steps, {len(resolved.outputs)} outputs{spaces}")
+        counts = [
+            _plural(_count_steps(resolved.network), "step"),
+            _plural(len(resolved.outputs), "output"),
+        ]
+        if resolved.hyperparameters:
+            counts.append(_plural(len(resolved.hyperparameters), "search space"))
+        print(f"ok   {spec}: {', '.join(counts)}")
         for warning in resolved.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     return 2 if failed else 0
@@ -99,127 +189,19 @@ def _count_steps(steps) -> int:
     return sum(1 + sum(_count_steps(c) for c in s.children) for s in steps)
 
 
-def _build(spec: str, args, inference: bool = False):
-    _quiet_tensorflow()
-    from blockspec.builder.compile import compile_spec
-    from blockspec.builder.resolve import resolve_spec
-
-    resolved = resolve_spec(spec, _overrides(args.set), limits=_limits(args.limit))
-    return compile_spec(resolved, inference=inference)
-
-
-def cmd_build(args) -> int:
-    built = _build(args.spec, args, inference=args.inference)
-    built.model.summary(line_length=min(120, max(80, _columns())))
-    if args.save:
-        built.model.save(args.save)
-        print(f"saved {args.save}")
-    return 0
-
-
-def _columns() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((100, 24)).columns
-
-
-def cmd_summary(args) -> int:
-    from blockspec.views.summary import human, references, stats
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(80, _columns()))
-    builts = [_build(spec, args) for spec in args.spec]
-    all_stats = [stats(built) for built in builts]
-    if len(all_stats) == 1:
-        s = all_stats[0]
-        refs = references(s.name)
-        published = refs.get("steps", {})
-        caption = f"published: {refs['source']} (params / ops, as printed)" if refs else None
-        table = Table(title=f"{s.name}", show_lines=False, caption=caption)
-        columns = ["step", "type", "output shape", "neurons", "params", "mult-adds"]
-        if published:
-            columns.append("published")
-        for column in columns:
-            table.add_column(
-                column,
-                justify="left" if column in ("step", "type", "output shape") else "right",
-                overflow="fold",  # long step names wrap rather than lose their end
-            )
-        for step in s.steps:
-            shape = "x".join(str(d) for d in step.shape)
-            row = [
-                step.name,
-                step.type,
-                shape,
-                f"{step.neurons:,}",
-                f"{step.params:,}",
-                human(step.madds),
-            ]
-            if published:
-                ref = published.get(step.name) or {}
-                row.append(f"{ref.get('params', '')} / {ref.get('ops', '')}" if ref else "")
-            table.add_row(*row)
-        console.print(table)
-    table = Table(title="totals" if len(all_stats) == 1 else "side by side")
-    table.add_column("")
-    for s in all_stats:
-        table.add_column(s.name, justify="right")
-    rows = [
-        ("parameters", lambda s: f"{s.params:,}"),
-        ("trainable", lambda s: f"{s.trainable:,}"),
-        ("conv parameters", lambda s: f"{s.conv_params:,}"),
-        ("FC parameters", lambda s: f"{s.fc_params:,}"),
-        ("FC / conv", lambda s: f"{s.fc_params / s.conv_params:.2f}x" if s.conv_params else "-"),
-        ("multiply-adds", lambda s: human(s.madds)),
-        ("depth (weighted layers)", lambda s: str(s.depth)),
-        ("Keras layers", lambda s: str(s.layers)),
-    ]
-    if any(s.deployed_params != s.params for s in all_stats):
-        # Train-only heads (GoogLeNet's aux classifiers) are not part of the deployed network.
-        rows[4:4] = [
-            ("deployed parameters", lambda s: f"{s.deployed_params:,}"),
-            ("deployed FC parameters", lambda s: f"{s.deployed_fc_params:,}"),
-        ]
-    for label, fn in rows:
-        table.add_row(label, *[fn(s) for s in all_stats])
-    console.print(table)
-    if args.by_block:
-        for built, s in zip(builts, all_stats, strict=True):
-            console.print(_by_block_table(built, s))
-    return 0
-
-
-def _by_block_table(built, totals):
-    from blockspec.views.summary import by_block, human
-    from rich.table import Table
-
-    table = Table(title=f"{totals.name}: by block")
-    for column in ("block", "kind", "uses", "params", "%", "mult-adds", "%"):
-        table.add_column(column, justify="left" if column in ("block", "kind") else "right")
-
-    def share(part: int, whole: int) -> str:
-        return f"{100 * part / whole:.1f}" if whole else "-"
-
-    for group in by_block(built):
-        table.add_row(
-            group.name,
-            group.kind,
-            str(group.count),
-            f"{group.params:,}",
-            share(group.params, totals.params),
-            human(group.madds),
-            share(group.madds, totals.madds),
-        )
-    return table
+def _args_render(p: argparse.ArgumentParser) -> None:
+    _spec_args(p)
 
 
 def cmd_render(args) -> int:
-    from blockspec.builder.resolve import resolve_spec
     from blockspec.views.render import render
 
-    print(render(resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))), end="")
+    print(render(_resolve(args.spec, args)), end="")
     return 0
+
+
+def _args_schema(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
 
 
 def cmd_schema(args) -> int:
@@ -227,41 +209,65 @@ def cmd_schema(args) -> int:
 
     text = schema_text()
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
 
 
-def cmd_plot(args) -> int:
-    from blockspec.builder.resolve import resolve_spec
-    from blockspec.views.plot import plot_graph, require_dot, write_plot
+def _args_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", default="my_net.yaml", help="the new file (- for stdout)")
+    p.add_argument(
+        "--from", dest="from_spec", metavar="SPEC", help="start from a zoo spec (extends)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
-    resolved = resolve_spec(args.spec, _overrides(args.set), limits=_limits(args.limit))
-    output = args.output or f"{resolved.name}.png"
-    if not output.endswith((".dot", ".gv")):
-        require_dot()  # before a slow build, not after
-    built = None
-    if args.expand or args.shapes:
-        _quiet_tensorflow()
-        from blockspec.builder.compile import compile_spec
 
-        built = compile_spec(resolved)
-    graph = plot_graph(resolved, built, expand=args.expand, direction=args.direction)
-    print(f"wrote {write_plot(graph, output)}")
+def cmd_init(args) -> int:
+    from blockspec.views.scaffold import scaffold
+
+    text = scaffold(args.file, args.from_spec)
+    if args.file == "-":
+        sys.stdout.write(text)
+        return 0
+    if os.path.exists(args.file) and not args.force:
+        raise UsageError(f"{args.file} exists; add --force to replace it")
+    Path(args.file).write_text(text, encoding="utf-8")
+    print(f"wrote {args.file}; next: blockspec validate {args.file}")
     return 0
 
 
+def _args_list(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def cmd_list(args) -> int:
+    from blockspec.views.catalog import tables
+
+    console = _console()
+    for table in tables():
+        console.print(table)
+    console.print("Any keras.layers class works too, by its exact name (e.g. Conv2DTranspose).")
+    return 0
+
+
+def _args_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", metavar="A", help="a spec file or a zoo name")
+    p.add_argument("b", metavar="B", help="a spec file or a zoo name")
+    _override_args(p, "override a key in both (repeatable)")
+    p.add_argument(
+        "--set-b", action="append", type=_set_item, metavar="KEY=VALUE", help="override in B only"
+    )
+    p.add_argument("--unified", action="store_true", help="a line diff of the resolved YAML")
+    p.add_argument("--context", type=int, default=3, metavar="N", help="with --unified: context")
+    p.add_argument("--params", action="store_true", help="also build both and compare parameters")
+
+
 def cmd_diff(args) -> int:
-    from blockspec.builder.resolve import resolve_spec
     from blockspec.views.diff import diff_specs, stats_rows
 
-    limits = _limits(args.limit)
-    overrides = _overrides(args.set)
-    a = resolve_spec(args.a, overrides, limits=limits)
-    b = resolve_spec(args.b, {**overrides, **_overrides(args.set_b)}, limits=limits)
+    a, b = _resolve(args.a, args), _resolve(args.b, args, args.set_b)
     labels = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
     result = diff_specs(a, b, labels)
     if result.same:
@@ -276,18 +282,14 @@ def cmd_diff(args) -> int:
         legend = {"changed": "changed (~)", "removed": "only in A (-)", "added": "only in B (+)"}
         print(", ".join(f"{n} {legend[kind]}" for kind, n in counts.items() if n))
     if args.params:
-        from rich.console import Console
         from rich.table import Table
-
-        _quiet_tensorflow()
-        from blockspec.builder.compile import compile_spec
 
         table = Table(title="built")
         for column, justify in (("", "left"), ("A", "right"), ("B", "right"), ("B - A", "right")):
             table.add_column(column, justify=justify)
-        for row in stats_rows(compile_spec(a), compile_spec(b)):
+        for row in stats_rows(_build(a, args), _build(b, args)):
             table.add_row(*row)
-        Console(width=max(80, _columns())).print(table)
+        _console().print(table)
     return 0 if result.same else 1
 
 
@@ -305,155 +307,48 @@ def _print_diff(lines: list[str]) -> None:
         console.print(Text(line, style=style))
 
 
-def cmd_init(args) -> int:
-    from blockspec.views.scaffold import scaffold
-
-    text = scaffold(args.file, args.from_spec)
-    if args.file == "-":
-        sys.stdout.write(text)
-        return 0
-    if os.path.exists(args.file) and not args.force:
-        print(f"error: {args.file} exists; add --force to replace it", file=sys.stderr)
-        return 2
-    with open(args.file, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {args.file}; next: blockspec validate {args.file}")
-    return 0
+# ------------------------------------------------------------------ commands that build
 
 
-def cmd_list(args) -> int:
-    from blockspec.builder import registry
-    from blockspec.builder.load import SPECS_DIR, parse_yaml, read_text
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(80, _columns()))
-    table = Table(title="zoo specs")
-    table.add_column("name")
-    table.add_column("description")
-    for path in [
-        *sorted(SPECS_DIR.glob("*.yaml")),
-        *sorted((SPECS_DIR / "examples").glob("*.yaml")),
-    ]:
-        try:
-            data = parse_yaml(read_text(path), str(path)).data or {}
-        except SpecError:
-            data = {}
-        text = " ".join(str(data.get("description", "")).split())
-        table.add_row(path.stem, text[:110])
-    console.print(table)
-    table = Table(title="step types")
-    table.add_column("type")
-    table.add_column("kind")
-    table.add_column("does")
-    for name, entry in sorted(registry.all_types().items(), key=lambda kv: (kv[1].kind, kv[0])):
-        table.add_row(name, entry.kind, entry.summary_line())
-    console.print(table)
-    console.print("Any keras.layers class works too, by its exact name (e.g. Conv2DTranspose).")
-    return 0
-
-
-def cmd_train(args) -> int:
-    _quiet_tensorflow()
-    from blockspec.training.commands import train_command
-
-    return train_command(
-        args.spec, _overrides(args.set), args.out, args.resume, limits=_limits(args.limit)
-    )
-
-
-def cmd_evaluate(args) -> int:
-    _quiet_tensorflow()
-    from blockspec.training.commands import evaluate_command
-
-    tta = [t for t in args.tta.split(",") if t] if args.tta else None
-    return evaluate_command(args.run_dir, tta)
-
-
-def cmd_tune(args) -> int:
-    _quiet_tensorflow()
-    from blockspec.tuning.commands import tune_command
-
-    return tune_command(
-        args.spec,
-        _overrides(args.set),
-        args.out,
-        args.overwrite,
-        chief=args.chief,
-        worker=args.worker,
-        oracle=args.oracle,
-        limits=_limits(args.limit),
-    )
-
-
-def cmd_bench(args) -> int:
-    _quiet_tensorflow()
-    import json
-
-    from blockspec.views.bench import bench_spec
-
-    try:
-        report = bench_spec(
-            args.spec,
-            _overrides(args.set),
-            batch=args.batch,
-            steps=args.steps,
-            warmup=args.warmup,
-            precision=args.precision,
-            jit=args.jit,
-            limits=_limits(args.limit),
-        )
-    except ValueError as e:
-        if isinstance(e, SpecError):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="blockspec",
-        description="Declarative architecture builder for Keras 3: YAML specs of reusable blocks -> Keras models.",
-        epilog="Example: blockspec validate specs/googlenet.yaml",
-    )
-    parser.add_argument("--version", action="version", version=f"blockspec {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, fn):
-        p = sub.add_parser(
-            name, help=help_text, description=help_text, epilog=f"Example: {EXAMPLES[name]}"
-        )
-        p.set_defaults(fn=fn)
-        return p
-
-    p = command("validate", "load and check specs; print every error; exit 2 on any", cmd_validate)
-    _spec_args(p, many=True)
-    p = command("build", "build a spec and print the Keras summary; optionally save it", cmd_build)
+def _args_build(p: argparse.ArgumentParser) -> None:
     _spec_args(p)
     p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
     p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
-    p = command(
-        "summary",
-        "per step: output shape, neurons, parameters, multiply-adds; several specs side by side",
-        cmd_summary,
-    )
+
+
+def cmd_build(args) -> int:
+    built = _build(_resolve(args.spec, args), args, inference=args.inference)
+    built.model.summary(line_length=min(120, max(80, _columns())))
+    if args.save:
+        built.model.save(args.save)
+        print(f"saved {args.save}")
+    return 0
+
+
+def _args_summary(p: argparse.ArgumentParser) -> None:
     _spec_args(p, many=True)
     p.add_argument(
-        "--by-block",
-        action="store_true",
-        help="also group parameters and multiply-adds by block type",
+        "--by-block", action="store_true", help="also group parameters and multiply-adds by block"
     )
-    p = command(
-        "render",
-        "print the resolved spec as YAML (extends, imports, vars, defaults applied)",
-        cmd_render,
-    )
-    _spec_args(p)
-    p = command("schema", "print the JSON Schema of the spec language, for editors", cmd_schema)
-    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
-    p = command("plot", "draw the network: blocks as boxes, branches, merges, aux heads", cmd_plot)
+
+
+def cmd_summary(args) -> int:
+    from blockspec.views.summary import block_table, stats, step_table, totals_table
+
+    resolved = [_resolve(spec, args) for spec in args.spec]  # every spec checked before building
+    builts = [_build(spec, args) for spec in resolved]
+    all_stats = [stats(built) for built in builts]
+    console = _console()
+    for s in all_stats:
+        console.print(step_table(s))
+    console.print(totals_table(all_stats))
+    if args.by_block:
+        for built, s in zip(builts, all_stats, strict=True):
+            console.print(block_table(built, s))
+    return 0
+
+
+def _args_plot(p: argparse.ArgumentParser) -> None:
     _spec_args(p)
     p.add_argument(
         "-o", "--output", metavar="F.png", help="png, svg, pdf or dot (default <name>.png)"
@@ -463,65 +358,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--direction", choices=("TB", "LR"), default="TB", help="top to bottom or left to right"
     )
-    p = command("diff", "what differs between two specs, resolved; exit 1 if they differ", cmd_diff)
-    p.add_argument("a", metavar="A", help="a spec file or a zoo name")
-    p.add_argument("b", metavar="B", help="a spec file or a zoo name")
-    p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a key in both (repeatable)"
-    )
-    p.add_argument("--set-b", action="append", metavar="KEY=VALUE", help="override a key in B only")
-    p.add_argument("--limit", action="append", metavar="NAME=N", help="raise a safety limit")
-    p.add_argument("--unified", action="store_true", help="a line diff of the resolved YAML")
-    p.add_argument("--context", type=int, default=3, metavar="N", help="with --unified: context")
-    p.add_argument("--params", action="store_true", help="also build both and compare parameters")
-    p = command("init", "write a new spec with comments, to start from", cmd_init)
-    p.add_argument("file", nargs="?", default="my_net.yaml", help="the new file (- for stdout)")
-    p.add_argument(
-        "--from", dest="from_spec", metavar="SPEC", help="start from a zoo spec (extends)"
-    )
-    p.add_argument("--force", action="store_true", help="replace an existing file")
-    command("list", "list the zoo specs and step types", cmd_list)
-    p = command("train", "fit a spec as its `train` section says", cmd_train)
-    _spec_args(p)
-    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
-    )
-    p = command("evaluate", "evaluate a run, with and without test-time augmentation", cmd_evaluate)
-    p.add_argument("run_dir", metavar="DIR")
-    p.add_argument("--tta", metavar="LIST", help="comma-separated: flip, crops")
-    p = command("tune", "search the spec's search spaces as its `tune` section says", cmd_tune)
-    _spec_args(p)
-    p.add_argument("--out", metavar="DIR", help="search folder (default runs/<spec name>-tune)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start afresh (default: resume the folder's search)",
-    )
-    role = p.add_mutually_exclusive_group()
-    role.add_argument(
-        "--chief", action="store_true", help="serve the oracle to workers (distributed search)"
-    )
-    role.add_argument(
-        "--worker", type=int, metavar="N", help="run trials for the chief as worker N"
-    )
-    p.add_argument(
-        "--oracle", metavar="HOST:PORT", help="the chief's address (default 127.0.0.1:8000)"
-    )
-    p = command(
-        "bench",
-        "training and inference images/s and peak memory of a spec on this device "
-        "(GPU default: mixed precision + XLA)",
-        cmd_bench,
-    )
+
+
+def cmd_plot(args) -> int:
+    from blockspec.views.plot import plot_graph, require_dot, write_plot
+
+    resolved = _resolve(args.spec, args)
+    output = args.output or f"{resolved.name}.png"
+    if not output.endswith((".dot", ".gv")):
+        require_dot()  # before a slow build, not after
+    built = _build(resolved, args) if args.expand or args.shapes else None
+    graph = plot_graph(resolved, built, expand=args.expand, direction=args.direction)
+    print(f"wrote {write_plot(graph, output)}")
+    return 0
+
+
+def _args_bench(p: argparse.ArgumentParser) -> None:
     _spec_args(p)
     p.add_argument(
         "--batch", type=int, metavar="N", help="images per step (default train.batch_size or 32)"
     )
     p.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps (default 20)")
-    p.add_argument(
-        "--warmup", type=int, default=3, metavar="N", help="untimed steps first (default 3)"
-    )
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps (default 3)")
     p.add_argument(
         "--precision",
         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
@@ -535,23 +393,250 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA-compile the steps (default: on with a GPU, off on CPU)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def cmd_bench(args) -> int:
+    import json
+
+    _resolve(args.spec, args)
+    _import_tensorflow(args)
+    from blockspec.views.bench import bench_spec
+
+    try:
+        report = bench_spec(
+            args.spec,
+            _overrides(args.set),
+            batch=args.batch,
+            steps=args.steps,
+            warmup=args.warmup,
+            precision=args.precision,
+            jit=args.jit,
+            limits=_limits(args),
+        )
+    except ValueError as e:
+        if isinstance(e, SpecError):
+            raise
+        raise UsageError(str(e)) from e
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0
+
+
+# ------------------------------------------------------------------ train, evaluate, tune
+
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    _spec_args(p)
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
+    )
+
+
+def cmd_train(args) -> int:
+    _resolve(args.spec, args)
+    _import_tensorflow(args)
+    from blockspec.training.commands import train_command
+
+    return train_command(args.spec, _overrides(args.set), args.out, args.resume, _limits(args))
+
+
+def _tta_list(text: str) -> list[str]:
+    from blockspec.training.config import TTA_VIEWS
+
+    views = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in views if v not in TTA_VIEWS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown view {', '.join(map(repr, bad))}; the views are {', '.join(TTA_VIEWS)} "
+            "(comma-separated; --tta '' for none)"
+        )
+    return views
+
+
+def _args_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="DIR", help="a run folder written by `blockspec train`")
+    p.add_argument(
+        "--tta",
+        type=_tta_list,
+        metavar="LIST",
+        help="test-time augmentation, comma-separated: flip, crops (default: the spec's "
+        "train.evaluate.tta, none unless it says)",
+    )
+
+
+def cmd_evaluate(args) -> int:
+    if not Path(args.run_dir).is_dir():
+        raise UsageError(
+            f"no run folder {args.run_dir!r}; `blockspec train SPEC --out DIR` writes one"
+        )
+    _import_tensorflow(args)
+    from blockspec.training.commands import evaluate_command
+
+    return evaluate_command(args.run_dir, args.tta)
+
+
+def _worker_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"takes a number >= 0; got {text!r}")
+    return int(text)
+
+
+def _oracle_address(text: str) -> str:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"takes HOST:PORT (e.g. 127.0.0.1:8000); got {text!r}")
+    return text
+
+
+def _args_tune(p: argparse.ArgumentParser) -> None:
+    _spec_args(p)
+    p.add_argument("--out", metavar="DIR", help="search folder (default runs/<spec name>-tune)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh (default: resume the folder's search)",
+    )
+    role = p.add_mutually_exclusive_group()
+    role.add_argument(
+        "--chief", action="store_true", help="serve the oracle to workers (distributed search)"
+    )
+    role.add_argument(
+        "--worker", type=_worker_number, metavar="N", help="run trials for the chief as worker N"
+    )
+    p.add_argument(
+        "--oracle",
+        type=_oracle_address,
+        metavar="HOST:PORT",
+        help="the chief's address (default 127.0.0.1:8000)",
+    )
+
+
+def cmd_tune(args) -> int:
+    _resolve(args.spec, args)
+    _import_tensorflow(args)
+    from blockspec.tuning.commands import tune_command
+
+    return tune_command(
+        args.spec,
+        _overrides(args.set),
+        args.out,
+        args.overwrite,
+        chief=args.chief,
+        worker=args.worker,
+        oracle=args.oracle,
+        limits=_limits(args),
+    )
+
+
+# ------------------------------------------------------------------ the parser and main
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    example: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS = (
+    Command("validate", "load and check specs; print every error; exit 2 on any",
+            "blockspec validate specs/googlenet.yaml my_net.yaml", _args_validate, cmd_validate),
+    Command("build", "build a spec and print the Keras summary; optionally save it",
+            "blockspec build resnet50 --set vars.classes=10 --set input=[64,64,3] --save r50.keras",
+            _args_build, cmd_build),
+    Command("summary",
+            "per step: output shape, neurons, parameters, multiply-adds; several specs side by side",
+            "blockspec summary alexnet vgg16 googlenet resnet50", _args_summary, cmd_summary),
+    Command("render", "print the resolved spec as YAML (extends, imports, vars, defaults applied)",
+            "blockspec render googlenet --set vars.classes=10", _args_render, cmd_render),
+    Command("schema", "print the JSON Schema of the spec language, for editors",
+            "blockspec schema > blockspec.schema.json", _args_schema, cmd_schema),
+    Command("plot", "draw the network: blocks as boxes, branches, merges, aux heads",
+            "blockspec plot googlenet -o googlenet.png", _args_plot, cmd_plot),
+    Command("diff", "what differs between two specs, resolved; exit 1 if they differ",
+            "blockspec diff resnet50 resnet101", _args_diff, cmd_diff),
+    Command("init", "write a new spec with comments, to start from",
+            "blockspec init my_net.yaml --from resnet18", _args_init, cmd_init),
+    Command("list", "list the zoo specs and step types", "blockspec list", _args_list, cmd_list),
+    Command("train", "fit a spec as its `train` section says",
+            "blockspec train digits_googlenet --set train.epochs=2 --out runs/try1",
+            _args_train, cmd_train),
+    Command("evaluate", "evaluate a run, with and without test-time augmentation",
+            "blockspec evaluate runs/digits_googlenet --tta crops", _args_evaluate, cmd_evaluate),
+    Command("tune", "search the spec's search spaces as its `tune` section says",
+            "blockspec tune specs/examples/digits_tune.yaml --out runs/tune1", _args_tune, cmd_tune),
+    Command("bench", "training and inference images/s and peak memory of a spec on this device "
+            "(GPU default: mixed precision + XLA)",
+            "blockspec bench resnet50 --batch 64 --steps 20", _args_bench, cmd_bench),
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blockspec",
+        description="Declarative architecture builder for Keras 3: "
+        "YAML specs of reusable blocks -> Keras models.",
+        epilog="Example: blockspec validate specs/googlenet.yaml",
+    )
+    parser.add_argument("--version", action="version", version=f"blockspec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
+    # `-v` also after the command; SUPPRESS keeps a `-v` given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=f"Example: {command.example}",
+            parents=[common],
+        )
+        command.arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+_VERBOSE_HELP = "show TensorFlow's own log lines (hidden by default)"
+
+
+@contextlib.contextmanager
+def _full_lines() -> Iterator[None]:
+    """A wide page for rich and shutil while stdout is not a terminal (restored afterwards)."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        yield
+        return
+    os.environ["COLUMNS"] = str(PIPE_COLUMNS)
     try:
-        return int(args.fn(args) or 0)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        os.environ.pop("COLUMNS", None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit code (see `EXIT_CODES`).
+
+    A mistake argparse can see (an unknown option, `--limit x`, `--tta flipp`) exits 2 through
+    argparse's own `SystemExit`, with the command's usage line; so do `--help` and `--version` (0).
+    """
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    try:
+        with _full_lines():
+            return int(args.run(args) or 0)
     except BrokenPipeError:  # `blockspec render x | head`
         sys.stderr.close()
         return 0
+    except tuple(cls for cls, _ in EXIT_CODES) as e:
+        code = next(code for cls, code in EXIT_CODES if isinstance(e, cls))
+        print("interrupted" if code == 130 else f"error: {e}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

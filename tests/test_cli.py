@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,16 +35,14 @@ def test_validate_reports_every_mistake_with_its_line_and_exits_2(tmp_path):
         assert line in result.stderr, line
 
 
-def test_validate_is_fast_and_never_imports_tensorflow():
+def test_validate_never_imports_tensorflow():
+    # How fast it answers is measured in bench/ (validate_time); here: what it loads.
     code = "import sys, cli; rc = cli.main(['validate', 'googlenet']); print('TF' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'clean'); sys.exit(rc)"
-    start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("clean")
-    assert elapsed < 3.0  # the whole process, interpreter start included (about 0.2 s here)
 
 
 def test_validate_many_specs_and_ok_line(capsys):
@@ -57,8 +54,12 @@ def test_validate_many_specs_and_ok_line(capsys):
 def test_set_is_applied_and_bad_set_is_refused(capsys):
     assert cli.main(["validate", "googlenet", "--set", "vars.classes=-4"]) == 2
     assert "`units` must be positive. Received: units=-4" in capsys.readouterr().err
-    assert cli.main(["validate", "googlenet", "--set", "novalue"]) == 2
-    assert "--set takes KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a usage error: argparse's, with the usage line
+        cli.main(["validate", "googlenet", "--set", "novalue"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --set: takes KEY=VALUE" in err and "usage: blockspec validate" in err
+    assert "problem in spec" not in err
 
 
 def test_unknown_zoo_name_suggests(capsys):
@@ -100,6 +101,9 @@ def test_summary_side_by_side(capsys):
     out = capsys.readouterr().out
     assert "side by side" in out and "FC parameters" in out and "multiply-adds" in out
     assert "digits_googlenet" in out and "googlenet" in out
+    # Each spec's per-step table, then the shared totals.
+    assert out.count("┃ step ") == 2
+    assert out.index("┃ step ") < out.index("totals, side by side")
 
 
 def test_summary_per_step_numbers(capsys):
@@ -151,3 +155,26 @@ def test_summary_prints_published_numbers_beside_the_measured(capsys, monkeypatc
     row = next(line for line in capsys.readouterr().out.splitlines() if "inception_4c" in line)
     # Table 1 prints 463K for 4c; the module's weights (with biases) are 510,104.
     assert "510,104" in row and "463K / 100M" in row
+
+
+def test_masked_sequences_count_their_multiply_adds():
+    """After an `embedding` with `mask_zero`, Keras calls the LSTM on [sequence, mask]."""
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.views.summary import stats
+
+    def lstm_madds(mask_zero: bool) -> int:
+        spec = {
+            "spec": 1,
+            "inputs": {"tokens": {"shape": [20], "dtype": "int32"}},
+            "network": [
+                {"embedding": {"input_dim": 100, "output_dim": 16, "mask_zero": mask_zero}},
+                {"lstm": 32},
+                {"dense": 2},
+            ],
+        }
+        s = stats(compile_spec(resolve_spec(spec)))
+        return next(step.madds for step in s.steps if step.type == "lstm")
+
+    # (16 x 128 kernel + 32 x 128 recurrent kernel) x 20 time steps
+    assert lstm_madds(False) == lstm_madds(True) == (16 * 128 + 32 * 128) * 20

@@ -184,3 +184,22 @@ def test_schema_diff_init_and_plain_plot_never_import_tensorflow(small, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("clean")
+
+
+def test_diff_shows_search_spaces(capsys):
+    # The dropout's space has the constant's value as its default: only the space differs.
+    rc = cli.main(
+        [
+            "diff",
+            "digits_tune",
+            "digits_tune",
+            "--set-b",
+            "network.5.dropout=0.0",
+            "--set-b",
+            "vars.width={tune: int, min: 8, max: 64, step: 8, default: 8}",
+        ]
+    )
+    assert rc == 1
+    out = capsys.readouterr().out
+    assert "- dropout.rate (search space): tune float 0..0.4 step 0.2" in out
+    assert "~ vars.width (search space): tune int 8..32 step 8 -> tune int 8..64 step 8" in out

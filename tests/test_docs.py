@@ -116,14 +116,52 @@ def test_every_zoo_spec_has_its_picture():
     assert not missing, f"run python tools/gen_pictures.py {' '.join(missing)}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_links_and_pictures_exist(page: Path):
+# Every page a reader of the repository sees; the docs never send them outside it.
+READ = [*PAGES, ROOT / "README.md", ROOT / "BENCHMARKS.md"]
+LINK = re.compile(r"\]\(([^)\s]+)\)|<(\w+://[^>]+)>|\b(https?://\S+|www\.\S+)")
+
+
+@pytest.mark.parametrize("page", READ, ids=lambda p: p.name)
+def test_links_and_pictures_exist_and_stay_in_the_repository(page: Path):
+    """Plain mentions in code blocks are allowed; a link or a bare address outside them is not."""
     text = FENCE.sub("", page.read_text())
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+    for match in LINK.finditer(text):
+        target = match.group(1) or ""
+        assert (
+            not re.match(r"[a-z]+:|www\.", target) and not match.group(2) and not match.group(3)
+        ), f"{page.name} links outside the repository: {match.group(0)}"
+        if target.startswith("#"):
             continue
         path = (page.parent / target.split("#")[0]).resolve()
         assert path.exists(), f"{page.name} links to {target}, which does not exist"
+        assert path.is_relative_to(ROOT), f"{page.name} links to {target}, outside the repository"
+
+
+def test_anchors_into_the_reference_exist():
+    """`reference.md#training-train`: GitHub's anchor of the heading, which must exist."""
+    headings = re.findall(r"^#+ (.+)$", (DOCS / "reference.md").read_text(), flags=re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    for page in READ:
+        for anchor in re.findall(r"reference\.md#([\w-]+)", page.read_text()):
+            assert anchor in anchors, f"{page.name}: no section #{anchor} in reference.md"
+
+
+def test_the_reference_documents_train_and_tune_with_defaults():
+    from blockspec.builder.resolve import TUNE_KEYS
+    from blockspec.training.config import DATA_KEYS, SOURCES, TRAIN_DEFAULTS
+
+    text = (DOCS / "reference.md").read_text()
+    train = text.split("## Training (`train`)", 1)[1].split("\n## ", 1)[0]
+    for key in TRAIN_DEFAULTS:
+        assert f"| `{key}` |" in train, key
+    assert "| `batch_size` | `32` |" in train and "| `epochs` | `10` |" in train
+    for source in SOURCES:
+        assert f"| `{source}` |" in train, source
+    for key in {k for keys in DATA_KEYS.values() for k in keys}:
+        assert f"`{key}`" in train, key
+    tune = text.split("## Tuning (`tune`)", 1)[1].split("\n## ", 1)[0]
+    for key in TUNE_KEYS:
+        assert f"| `{key}` |" in tune, key
 
 
 # ----------------------------------------------------------------------------- help texts

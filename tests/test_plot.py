@@ -135,3 +135,15 @@ def test_missing_dot_is_one_line_that_says_how_to_install_it(
 def test_unknown_picture_format_is_refused(resolved, tmp_path):
     with pytest.raises(ValueError, match=r"\.png, \.svg"):
         write_plot(plot_graph(resolved), tmp_path / "net.jpeg")
+
+
+def test_search_spaces_are_shown_on_their_steps_and_in_the_title():
+    from blockspec.builder.resolve import resolve_spec
+
+    source = plot_graph(resolve_spec("digits_tune")).source
+    assert "~ rate: tune float 0..0.4 step 0.2" in _node_with(source, "dropout")
+    assert "~ repeat: tune int 1..3" in _node_with(source, "stage2")
+    assert "~ step: tune choice basic_residual | conv" in _node_with(source, "choice")
+    title = source.split("label=", 1)[1].split("labeljust", 1)[0]
+    assert "~ vars.width: tune int 8..32 step 8" in title
+    assert "~ train.optimizer.adam.learning_rate: tune float 0.0001..0.01 log" in title

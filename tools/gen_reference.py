@@ -1,7 +1,9 @@
-"""Writes docs/reference.md, the language reference, from the registry and the schema.
+"""Writes docs/reference.md, the language reference, from the registry, the schema and the configs.
 
 Every step type with its arguments (type, default), primary argument, positional order, Keras
-arguments passed through, and docstring; the top-level keys, step keys and search-space forms.
+arguments passed through, and docstring; the top-level keys, step keys, expression functions and
+search-space forms; the output keys; every `train` key with its default, the data sources with
+their keys, schedules, optimizers and augment layers; every `tune` key with its default.
 tests/test_docs.py checks that the committed file is what this script writes, so the reference
 cannot drift from the code: after adding or changing a block, run
 
@@ -74,6 +76,189 @@ def _type_section(entry: StepType) -> list[str]:
     return lines
 
 
+# One line per key; the keys themselves and their defaults come from the code, and a key the
+# code knows but this table does not stops the generator (so the reference cannot miss one).
+OUTPUT_DOC = {
+    "from": "the step it reads; default: the step of the output's name",
+    "activation": "a final activation layer of the output's name (`softmax`, `sigmoid`, ...)",
+    "loss": "a Keras loss name (`sparse_categorical_crossentropy`, ...)",
+    "loss_weight": "the loss's weight in the total (default 1.0)",
+    "metrics": "Keras metric names; Keras reports them as `<output>_<metric>`",
+    "train_only": "an auxiliary head: trained, removed from the inference model (default false)",
+}
+TRAIN_DOC = {
+    "data": "where the examples come from: `source` and its keys (below)",
+    "batch_size": "examples per step",
+    "epochs": "passes over the training data",
+    "optimizer": "one key, a Keras optimizer name, with its arguments; or just the name",
+    "schedule": "a learning-rate schedule, one key (below); null: constant",
+    "weight_decay": "decoupled weight decay; biases and normalisation scales excluded",
+    "label_smoothing": "for (sparse_)categorical_crossentropy outputs",
+    "augment": "steps of Keras preprocessing layers, on the training pipeline only (below)",
+    "precision": "the dtype policy",
+    "jit_compile": "XLA-compile the train step (`auto`: Keras' choice)",
+    "distribute": "`none`, `mirrored` (all local GPUs) or `multi_worker`",
+    "early_stopping": "true (the defaults below) or a mapping of them",
+    "seed": "seeds the split, the shuffling, the initial weights and augmentation",
+    "deterministic": "augment on one thread, so two runs see the same images (slower)",
+    "evaluate": "`{tta: [...]}`: the test-time augmentation views of `blockspec evaluate` "
+    "(`flip`, `crops`); none by default",
+}
+DATA_DOC = {
+    "source": "the data source (below)",
+    "image_size": "[H, W] the images are resized to; default: the model input's",
+    "validation_split": "the fraction held out for validation (stratified, seeded)",
+    "cache": "`auto` (in memory when it fits in 1 GiB), true or false",
+    "scale": "raw values are multiplied by it; default per source",
+    "samples": "how many examples (default 2048)",
+    "classes": "how many classes (default: the main output's width)",
+    "noise": "the noise added to each class's pattern (default 0.5)",
+    "path": "the folder of class folders (`folder`) or the `.npz` file (`npz`)",
+    "validation_path": "a separate folder of class folders for validation",
+    "x_key": "the array of examples in the file (default `x`, or `x_train`)",
+    "y_key": "the array of labels in the file (default `y`, or `y_train`)",
+    "name": "the TensorFlow Datasets name",
+    "split": "the training split (default `train`)",
+    "validation": "a validation split name; default: `validation_split` of `split`",
+    "test": "a test split name, or null",
+    "data_dir": "where TensorFlow Datasets keeps its files",
+    "download": "allow TensorFlow Datasets to download (default true)",
+}
+SOURCE_DOC = {
+    "digits": "scikit-learn's 1,797 handwritten digits, 8x8 grey; works offline",
+    "synthetic": "generated class patterns with noise; works offline",
+    "folder": "a directory of class folders of images",
+    "npz": "arrays in a NumPy `.npz` file (`x_test`/`y_test`, when present, are the test split)",
+    "tfds": "a TensorFlow Datasets name (needs the `tfds` extra)",
+}
+TUNE_DOC = {
+    "tuner": ("`random`", "the keras-tuner search: random, bayesian, hyperband or grid"),
+    "objective": (
+        "`val_loss`",
+        "a Keras metric name (`val_accuracy`) or `{output, metric, direction, split}`",
+    ),
+    "max_trials": ("{max_trials}", "trials to run (hyperband: a cap on its own schedule)"),
+    "max_epochs": ("`train.epochs`", "hyperband: the most epochs a trial trains"),
+    "executions_per_trial": ("1", "fits per trial, averaged"),
+    "factor": ("3", "hyperband: the reduction factor between brackets"),
+    "hyperband_iterations": ("1", "hyperband: how many times its schedule runs"),
+    "seed": ("{seed}", "the search's random seed"),
+}
+
+
+def _documented(keys, doc: dict, what: str) -> None:
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise SystemExit(f"tools/gen_reference.py: describe the {what} {missing} in its table")
+
+
+def _outputs_section() -> list[str]:
+    from blockspec.builder.resolve import OUTPUT_KEYS
+
+    _documented(OUTPUT_KEYS, OUTPUT_DOC, "output keys")
+    out = [
+        "## Outputs",
+        "",
+        "`outputs` maps an output name to these keys (all optional). Without `outputs`, the last",
+        "step is the one output.",
+        "",
+        "| key | meaning |",
+        "|---|---|",
+    ]
+    out += [f"| `{key}` | {_cell(OUTPUT_DOC[key])} |" for key in OUTPUT_KEYS]
+    return [*out, ""]
+
+
+def _train_section() -> list[str]:
+    from blockspec.training import config
+
+    defaults = config.TRAIN_DEFAULTS
+    _documented(defaults, TRAIN_DOC, "train keys")
+    out = [
+        "## Training (`train`)",
+        "",
+        "How `blockspec train` fits the model. Every key is optional; the defaults train offline.",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    for key, default in defaults.items():
+        shown = "see below" if key == "data" else f"`{_flow(default)}`"
+        out.append(f"| `{key}` | {_cell(shown)} | {_cell(TRAIN_DOC[key])} |")
+    out += _data_section(config)
+    out += ["### Schedules", "", "| schedule | keys |", "|---|---|"]
+    for name, keys in config.SCHEDULE_KEYS.items():
+        out.append(f"| `{name}` | {', '.join(f'`{k}`' for k in keys)} |")
+    out += ["", "### Early stopping", "", "`early_stopping: true` means:", ""]
+    out += [f"- `{k}`: `{_flow(v)}`" for k, v in config.EARLY_STOPPING_DEFAULTS.items()]
+    out += ["", "### Optimizers", "", ", ".join(f"`{n}`" for n in config.OPTIMIZERS) + ".", ""]
+    out += [
+        "### Augment layers",
+        "",
+        "Each is a step: `random_flip: horizontal`, `random_crop: {size: [28, 28]}`. A scalar",
+        "is the one factor of " + ", ".join(f"`{n}`" for n in config.FACTOR_LAYERS) + ".",
+        "",
+        ", ".join(f"`{n}` ({c})" for n, c in config.AUGMENT_LAYERS.items()) + ".",
+        "",
+        f"Precisions: {', '.join(f'`{p}`' for p in config.PRECISIONS)}. Test-time augmentation "
+        f"views: {', '.join(f'`{v}`' for v in config.TTA_VIEWS)}.",
+        "",
+    ]
+    return out
+
+
+def _data_section(config) -> list[str]:
+    keys = config.DATA_KEYS
+    _documented([k for ks in keys.values() for k in ks], DATA_DOC, "data keys")
+    _documented(config.SOURCES, SOURCE_DOC, "data sources")
+    data_defaults = config.TRAIN_DEFAULTS["data"]
+    out = ["", "### Data sources", "", "Keys of every source:", ""]
+    for key in keys["common"]:
+        default = f" (default `{_flow(data_defaults[key])}`)" if key in data_defaults else ""
+        out.append(f"- `{key}`: {DATA_DOC[key]}{default}.")
+    out += ["", "| source | what | its own keys |", "|---|---|---|"]
+    for source in config.SOURCES:
+        own = "; ".join(f"`{k}`: {DATA_DOC[k]}" for k in keys.get(source, ())) or "none"
+        out.append(f"| `{source}` | {_cell(SOURCE_DOC[source])} | {_cell(own)} |")
+    return [*out, ""]
+
+
+def _tune_section() -> list[str]:
+    from blockspec.builder.resolve import TUNE_KEYS
+    from blockspec.tuning import search
+
+    _documented(TUNE_KEYS, TUNE_DOC, "tune keys")
+    numbers = {"max_trials": search.DEFAULT_MAX_TRIALS, "seed": search.DEFAULT_SEED}
+    out = [
+        "## Tuning (`tune`)",
+        "",
+        "How `blockspec tune` searches the spec's search spaces ([tuning.md](tuning.md)).",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    for key in TUNE_KEYS:
+        default, meaning = TUNE_DOC[key]
+        out.append(f"| `{key}` | {default.format(**numbers)} | {_cell(meaning)} |")
+    return [*out, ""]
+
+
+def _expression_lines() -> list[str]:
+    from blockspec.builder.expr import FUNCTIONS
+
+    names = " ".join(FUNCTIONS)
+    return [
+        "Any value may be `$name` (a var or block argument), `${expression}` (arithmetic",
+        "`+ - * / // % **`, comparisons, `and or not`, `a if c else b`, and the functions",
+        f"`{names}`), or a search space. Nothing else: no attribute access, no imports.",
+        "A string that is not exactly one `$name` or `${...}` stays a string. In a flow mapping",
+        '(`{...}`) quote an expression: `conv: {filters: "${b * 2}", kernel: 3}`.',
+        "",
+        "| form | keys |",
+        "|---|---|",
+    ]
+
+
 def generate() -> str:
     """The text of docs/reference.md."""
     from blockspec.builder.resolve import STEP_KEYS, TOP_KEYS
@@ -110,12 +295,7 @@ def generate() -> str:
         "",
         "## Values",
         "",
-        "Any value may be `$name` (a var or block argument), `${expression}` (arithmetic,",
-        "comparisons, `and or not`, `a if c else b`, and `min max round int float ceil floor",
-        "abs make_divisible`), or a search space:",
-        "",
-        "| form | keys |",
-        "|---|---|",
+        *_expression_lines(),
     ]
     for form in schema["$defs"]["search_space"]["anyOf"]:
         kind = form["properties"]["tune"]["const"]
@@ -129,6 +309,9 @@ def generate() -> str:
         "A `choice` may list whole steps; a step may be a choice: "
         "`{tune: choice, values: [{conv: ...}, {conv_bn: ...}]}`.",
         "",
+        *_outputs_section(),
+        *_train_section(),
+        *_tune_section(),
     ]
     for kind, title, intro in _KINDS:
         entries = sorted((e for e in types.values() if e.kind == kind), key=lambda e: e.name)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
-from blockspec.training.errors import TrainingError
 from rich.console import Console
 from rich.table import Table
 
@@ -44,11 +43,11 @@ def train_command(
         limits: bounds on untrusted input, as `--limit` sets them (default: the defaults).
 
     Returns:
-        0 when every epoch ran (or early stopping ended the run), 1 when training failed
-        (NaN loss, unreadable data).
+        0 when every epoch ran (or early stopping ended the run), 1 when the loss became NaN.
 
     Raises:
         SpecError: the spec is invalid (the CLI prints it and exits 2).
+        TrainingError: the run could not go on (unreadable data; the CLI exits 2).
     """
     from blockspec.builder import resolve_spec
 
@@ -58,20 +57,19 @@ def train_command(
     console = Console()
     run_dir = run_dir_for(resolved.name, out)
     console.print(f"[bold]Training[/] {resolved.name} -> {run_dir}")
-    try:
-        # A progress bar in a terminal; one line per epoch in a log file or CI.
-        verbose = 1 if sys.stdout.isatty() else 2
-        result = trainer.train(resolved, run_dir, resume=resume, verbose=verbose)
-    except TrainingError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        return 1
-    table = Table(title=f"{resolved.name}: {result.epochs} epochs, {result.seconds:.0f} s")
+    # A progress bar in a terminal; one line per epoch in a log file or CI. A TrainingError
+    # (unreadable data, ...) goes up to the CLI, which maps every error to its exit code.
+    verbose = 1 if sys.stdout.isatty() else 2
+    result = trainer.train(resolved, run_dir, resume=resume, verbose=verbose)
+    epochs = f"{result.epochs} epoch{'' if result.epochs == 1 else 's'}"
+    table = Table(title=f"{resolved.name}: {epochs}, {result.seconds:.0f} s")
     table.add_column("metric")
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
     table.add_column("epoch", justify="right")
     for key, value in result.metrics["final"].items():
-        best = result.metrics["best"].get(key, {})
+        # A learning rate has a last value, not a best one.
+        best = {} if key == "learning_rate" else result.metrics["best"].get(key, {})
         table.add_row(key, _fmt(value), _fmt(best.get("value")), _fmt(best.get("epoch")))
     console.print(table)
     if result.stopped == "nan":
@@ -89,13 +87,14 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
 
     Args:
         run_dir: a run folder.
-        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta`, else both.
+        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta` (none by default).
 
     Returns:
-        0, or 1 when the folder cannot be evaluated.
+        0.
 
     Raises:
         SpecError: an unknown TTA view.
+        TrainingError: the folder is not a finished run.
     """
     from blockspec.builder.errors import Problem, SpecError
     from blockspec.training.config import TTA_VIEWS, unknown_choice
@@ -111,15 +110,11 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     from blockspec.training.evaluate import evaluate_run  # imports TensorFlow
 
     console = Console()
-    try:
-        result = evaluate_run(run_dir, tta)
-    except TrainingError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        return 1
+    result = evaluate_run(run_dir, tta)  # a TrainingError goes up to the CLI (exit 2)
     views = ", ".join(result.views) or "none"
     table = Table(
         title=f"{result.examples} {result.split} examples",
-        caption=f"TTA: {views} ({result.view_count} views averaged)",
+        caption=f"TTA: {views} ({result.view_count} view{'s' * (result.view_count != 1)} averaged)",
     )
     table.add_column("output")
     table.add_column("accuracy", justify="right")
@@ -136,4 +131,11 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
             f"{result.changed[name]:.2%}",
         )
     console.print(table)
+    for name, acc in result.accuracy.items():
+        if result.tta_accuracy[name] < acc:
+            console.print(
+                f"TTA lowers the accuracy of {name} ({acc:.2%} -> {result.tta_accuracy[name]:.2%}): "
+                f"the views ({views}) do not suit this data (a flipped digit is another digit); "
+                "train.evaluate.tta chooses them"
+            )
     return 0

@@ -115,7 +115,7 @@ def evaluate_run(
 
     Args:
         run_dir: a folder written by `blockspec train`.
-        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta`, else both.
+        tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta` (none by default).
         batch_size: default: the run's batch size.
 
     Returns:
@@ -130,9 +130,9 @@ def evaluate_run(
         )
     info = files.read_json(run_dir / RUN_FILE)
     cfg = info["train"]
-    views = list(
-        tta if tta is not None else (cfg.get("evaluate", {}).get("tta") or ["flip", "crops"])
-    )
+    # Off unless asked for: a flip or a shifted crop is not the same class for every data set
+    # (a mirrored digit is another digit).
+    views = list(tta if tta is not None else (cfg.get("evaluate", {}).get("tta") or []))
     register_custom_layers()
     model = keras.saving.load_model(model_path, safe_mode=True)
     preprocess = model.get_layer("preprocess")

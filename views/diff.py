@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from blockspec.builder import registry
 from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.views import spaces
 from blockspec.views.render import render
 
 
@@ -112,7 +113,22 @@ def diff_specs(a: ResolvedSpec, b: ResolvedSpec, labels: tuple[str, str] | None 
     _compare(_outputs(a), _outputs(b), "outputs", out)
     _compare(a.train, b.train, "train", out)
     _compare(a.tune, b.tune, "tune", out)
+    _compare_spaces(a, b, out)
     return result
+
+
+def _compare_spaces(a: ResolvedSpec, b: ResolvedSpec, out: list[Change]) -> None:
+    """Search spaces: the steps hold only the chosen values, so a space that replaces a constant
+    with the same default would otherwise not show at all."""
+    spaces_a, spaces_b = spaces.all_texts(a), spaces.all_texts(b)
+    for key in [*spaces_a, *(k for k in spaces_b if k not in spaces_a)]:
+        where = f"{key} (search space)"
+        if key not in spaces_b:
+            out.append(Change("removed", where, a=spaces_a[key]))
+        elif key not in spaces_a:
+            out.append(Change("added", where, b=spaces_b[key]))
+        elif spaces_a[key] != spaces_b[key]:
+            out.append(Change("changed", where, a=spaces_a[key], b=spaces_b[key]))
 
 
 def _inputs(spec: ResolvedSpec) -> dict[str, Any]:
@@ -231,7 +247,7 @@ def _cut(text: str, width: int) -> str:
 
 def stats_rows(built_a, built_b) -> list[tuple[str, str, str, str]]:
     """(quantity, A, B, B - A) rows for parameters, multiply-adds, depth and layers."""
-    from blockspec.views.summary import human, stats
+    from blockspec.views.summary import DEPTH_LABEL, human, stats
 
     sa, sb = stats(built_a), stats(built_b)
 
@@ -248,6 +264,6 @@ def stats_rows(built_a, built_b) -> list[tuple[str, str, str, str]]:
         ("parameters", count(sa.params), count(sb.params), delta(sa.params, sb.params, count)),
         ("trainable", count(sa.trainable), count(sb.trainable), delta(sa.trainable, sb.trainable, count)),
         ("multiply-adds", human(sa.madds), human(sb.madds), delta(sa.madds, sb.madds, human)),
-        ("depth (conv+FC)", str(sa.depth), str(sb.depth), delta(sa.depth, sb.depth, str)),
+        (DEPTH_LABEL, str(sa.depth), str(sb.depth), delta(sa.depth, sb.depth, str)),
         ("Keras layers", str(sa.layers), str(sb.layers), delta(sa.layers, sb.layers, str)),
     ]  # fmt: skip

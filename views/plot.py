@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from blockspec.builder import registry
-from blockspec.builder.errors import SpecError
 from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.errors import MissingTool, UsageError
+from blockspec.views import spaces
 
 FORMATS = ("png", "svg", "pdf", "dot", "gv")
 
@@ -32,15 +33,8 @@ _FILL = {
 _CLUSTER_FILL = {"block": "#f3f7fc", "sequence": "#fafafa", "parallel": "#fafafa"}
 
 
-class GraphvizMissing(SpecError):
+class GraphvizMissing(MissingTool):
     """Graphviz cannot draw here; `str()` is one line telling how to install it."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def require_dot() -> None:
@@ -231,6 +225,12 @@ class _StepDrawer:
         self.layer_names = (
             {layer.name for layer in built.model.layers} if built is not None else None
         )
+        self.spaces, _ = spaces.by_step(spec)
+
+    def with_spaces(self, label: str, step: Step) -> str:
+        """The label, and one line per search space written in the step (`rate: tune float ...`)."""
+        lines = [f"~ {placed.text}" for placed in self.spaces.get(step.name, [])]
+        return "\n".join([label, *lines])
 
     def shape(self, name: str) -> str:
         if self.built is None or name not in self.built.tensors:
@@ -256,9 +256,10 @@ class _StepDrawer:
         if step.sources is not None:
             preds = [self.out[name] for name in step.sources if name in self.out]
         if step.block is not None:
-            out = self.group(step, preds, cluster, f"{step.name}  ({step.block})", "block")
+            label = self.with_spaces(f"{step.name}  ({step.block})", step)
+            out = self.group(step, preds, cluster, label, "block")
         elif step.type == "sequence":
-            out = self.group(step, preds, cluster, step.name, "sequence")
+            out = self.group(step, preds, cluster, self.with_spaces(step.name, step), "sequence")
         elif step.type == "parallel":
             out = self.parallel(step, preds, cluster)
         elif step.type == "residual":
@@ -272,7 +273,7 @@ class _StepDrawer:
                 label += f"\n{self.shape(step.name)}" if self.shape(step.name) else ""
             else:
                 label = _step_label(step, self.shape(step.name))
-            out = self.g.node(label, kind, cluster)
+            out = self.g.node(self.with_spaces(label, step), kind, cluster)
             for pred in preds:
                 self.g.edge(pred, out)
         self.out[step.name] = out
@@ -464,7 +465,7 @@ def plot_graph(
             "ranksep": "0.3",
             "labeljust": "l",
             "ordering": "out",
-            "label": f"{spec.name}" + ("  (layers)" if expand else ""),
+            "label": _title(spec, expand),
             "labelloc": "t",
         },
         node_attr={
@@ -487,6 +488,14 @@ def plot_graph(
             attrs["xlabel"] = edge.label
         dot.edge(edge.tail, edge.head, **attrs)
     return dot
+
+
+def _title(spec: ResolvedSpec, expand: bool) -> str:
+    """The name, and the search spaces that belong to no one step (`vars`, `train`)."""
+    _, unplaced = spaces.by_step(spec)
+    lines = [spec.name + ("  (layers)" if expand else "")]
+    lines += [f"~ {hp.path}: {spaces.space_text(hp)}" for hp in unplaced]
+    return r"\l".join(lines) + (r"\l" if len(lines) > 1 else "")
 
 
 def _emit_node(dot, node: _Node, auxiliary: bool) -> None:
@@ -544,12 +553,12 @@ def write_plot(graph, path: str | Path) -> Path:
 
     Raises:
         GraphvizMissing: drawing needs `dot` and it is not installed.
-        SpecError: an unknown extension.
+        UsageError: an unknown extension.
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise SpecError(
+        raise UsageError(
             f"cannot tell the picture format from `{path.name}`: end the name with "
             f".png, .svg, .pdf or .dot"
         )

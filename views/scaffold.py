@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from blockspec.builder.errors import Mark, Problem, SpecError
 from blockspec.builder.load import find_spec, load_document
+from blockspec.errors import UsageError
 
 _TEMPLATE = """\
 # {name}: a blockspec spec. Check it, draw it, train it:
@@ -116,7 +116,7 @@ def _extending(name: str, file: str, parent: str) -> str:
     try:
         parent_path = find_spec(parent)
     except FileNotFoundError as e:
-        raise SpecError(Problem(str(e), "--from", Mark("--from", 1, 1))) from None
+        raise UsageError(f"--from: {e}") from None
     data = load_document(parent).data or {}
     looks_like_path = parent.endswith((".yaml", ".yml", ".json")) or "/" in parent
     if looks_like_path:

@@ -59,9 +59,12 @@ def layer_madds(layer) -> int:
     """Multiply-adds of one call of `layer` (weights times the positions they are applied at)."""
     try:
         out_shape = layer.output.shape
-        in_shape = layer.input.shape if not isinstance(layer.input, list) else None
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
     except (AttributeError, ValueError):
         return 0
+    # The first input is the data: after an `embedding` with `mask_zero`, a recurrent layer is
+    # called on [sequence, mask].
+    in_shape = inputs[0].shape if inputs and hasattr(inputs[0], "shape") else None
     cls = type(layer).__name__
     positions = math.prod(d or 1 for d in out_shape[1:-1]) if len(out_shape) > 2 else 1
     if cls == "SeparableConv2D":
@@ -281,3 +284,94 @@ def by_block(built: Built) -> list[BlockStats]:
     for key, entry in groups.items():
         entry.count = len(instances.get(key, ()))
     return sorted(groups.values(), key=lambda b: (-b.params, -b.madds, b.name))
+
+
+# ------------------------------------------------------------------ tables for `blockspec summary`
+
+DEPTH_LABEL = "depth (weighted layers)"  # the same words in `summary` and `diff --params`
+
+
+def step_table(s: ModelStats):
+    """The per-step rich table of one model, with published numbers where the zoo has them."""
+    from rich.table import Table
+
+    refs = references(s.name)
+    published = refs.get("steps", {})
+    caption = f"published: {refs['source']} (params / ops, as printed)" if refs else None
+    table = Table(title=s.name, caption=caption)
+    columns = ["step", "type", "output shape", "neurons", "params", "mult-adds"]
+    if published:
+        columns.append("published")
+    for column in columns:
+        table.add_column(
+            column,
+            justify="left" if column in ("step", "type", "output shape") else "right",
+            overflow="fold",  # long step names wrap rather than lose their end
+        )
+    for step in s.steps:
+        row = [
+            step.name,
+            step.type,
+            "x".join(str(d) for d in step.shape),
+            f"{step.neurons:,}",
+            f"{step.params:,}",
+            human(step.madds),
+        ]
+        if published:
+            ref = published.get(step.name) or {}
+            row.append(f"{ref.get('params', '')} / {ref.get('ops', '')}" if ref else "")
+        table.add_row(*row)
+    return table
+
+
+def totals_table(all_stats: list[ModelStats]):
+    """One column per model: parameters, multiply-adds, depth, ... (several specs side by side)."""
+    from rich.table import Table
+
+    table = Table(title="totals" if len(all_stats) == 1 else "totals, side by side")
+    table.add_column("")
+    for s in all_stats:
+        table.add_column(s.name, justify="right")
+    rows = [
+        ("parameters", lambda s: f"{s.params:,}"),
+        ("trainable", lambda s: f"{s.trainable:,}"),
+        ("conv parameters", lambda s: f"{s.conv_params:,}"),
+        ("FC parameters", lambda s: f"{s.fc_params:,}"),
+        ("FC / conv", lambda s: f"{s.fc_params / s.conv_params:.2f}x" if s.conv_params else "-"),
+        ("multiply-adds", lambda s: human(s.madds)),
+        (DEPTH_LABEL, lambda s: str(s.depth)),
+        ("Keras layers", lambda s: str(s.layers)),
+    ]
+    if any(s.deployed_params != s.params for s in all_stats):
+        # Train-only heads (GoogLeNet's aux classifiers) are not part of the deployed network.
+        rows[4:4] = [
+            ("deployed parameters", lambda s: f"{s.deployed_params:,}"),
+            ("deployed FC parameters", lambda s: f"{s.deployed_fc_params:,}"),
+        ]
+    for label, fn in rows:
+        table.add_row(label, *[fn(s) for s in all_stats])
+    return table
+
+
+def block_table(built: Built, totals: ModelStats):
+    """`summary --by-block`: parameters and multiply-adds grouped by block type, with shares."""
+    from rich.table import Table
+
+    table = Table(title=f"{totals.name}: by block")
+    for column in ("block", "kind", "uses", "params", "%", "mult-adds", "%"):
+        table.add_column(column, justify="left" if column in ("block", "kind") else "right")
+
+    def share(part: int, whole: int) -> str:
+        return f"{100 * part / whole:.1f}" if whole else "-"
+
+    for group in by_block(built):
+        table.add_row(
+            group.name,
+            group.kind,
+            str(group.count),
+            f"{group.params:,}",
+            share(group.params, totals.params),
+            human(group.madds),
+            share(group.madds, totals.madds),
+        )
+    return table
