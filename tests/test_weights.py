@@ -95,7 +95,9 @@ def test_resnet50_takes_keras_applications_legacy_h5(tmp_path):
     before = [np.asarray(w) for w in head10.weights]
     with pytest.raises(WeightsError, match=r"r50\.h5: weights_strict refuses.*predictions"):
         load_weights(head10, path, strict=True)
-    assert all(np.array_equal(a, np.asarray(w)) for a, w in zip(before, head10.weights, strict=True))
+    assert all(
+        np.array_equal(a, np.asarray(w)) for a, w in zip(before, head10.weights, strict=True)
+    )
 
 
 @pytest.mark.parametrize("name", ["small.keras", "small.weights.h5"])
