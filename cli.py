@@ -29,6 +29,7 @@ EXAMPLES = {
     "diff": "blockspec diff resnet50 resnet101",
     "init": "blockspec init my_net.yaml --from resnet18",
     "bench": "blockspec bench resnet50 --batch 64 --steps 20",
+    "export": "blockspec export runs/digits_googlenet --format litert --quantize int8",
 }
 
 
@@ -384,6 +385,13 @@ def cmd_tune(args) -> int:
     )
 
 
+def cmd_export(args) -> int:
+    _quiet_tensorflow()
+    from blockspec.training.exporting import export_command
+
+    return export_command(args.source, args.format, args.output, args.quantize)
+
+
 def cmd_bench(args) -> int:
     _quiet_tensorflow()
     import json
@@ -533,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA-compile the steps (default: on with a GPU, off on CPU)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from blockspec.training.exporting import add_arguments as export_arguments
+
+    export_arguments(command("export", "write a run's model for serving; check it", cmd_export))
     return parser
 
 
