@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class Export:
             (`validation`, `test`, `train` of the run's data, or `generated`).
         difference: output name -> largest absolute difference from the Keras model.
         accuracy, exported_accuracy: of the main output on those examples (run folders only).
+        changed: how many of those examples the export classifies differently from Keras.
     """
 
     path: Path
@@ -62,7 +63,7 @@ class Export:
     bytes: int
     accuracy: float | None = None
     exported_accuracy: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    changed: int | None = None
 
     @property
     def max_difference(self) -> float:
@@ -82,7 +83,8 @@ class Export:
             change = self.exported_accuracy - self.accuracy
             out.append(
                 f"accuracy on {self.examples} {self.split} examples: Keras {self.accuracy:.2%}, "
-                f"{kind} {self.exported_accuracy:.2%} ({change:+.2%})"
+                f"{kind} {self.exported_accuracy:.2%} ({change:+.2%}; "
+                f"{self.changed} predictions changed)"
             )
         return out
 
@@ -98,6 +100,7 @@ class Export:
             "difference": self.difference,
             "accuracy": self.accuracy,
             "exported_accuracy": self.exported_accuracy,
+            "changed_predictions": self.changed,
             "seconds": self.seconds,
             "bytes": self.bytes,
         }
@@ -161,10 +164,10 @@ def export_model(
         >>> export_model("runs/digits_googlenet", "litert", quantize="int8")  # doctest: +SKIP
     """
     _check_request(format, quantize)
-    start = time.perf_counter()
     model, run = _load_source(Path(source))
     data = _inputs(model, run, examples)
     path = Path(output) if output else _default_path(Path(source), run, format, quantize)
+    start = time.perf_counter()
     _write(model, format, path, quantize, data)
     seconds = time.perf_counter() - start
     runtime, run_exported = _reload(format, path)
@@ -178,6 +181,7 @@ def export_model(
         main = run.get("main_output") or next(iter(expected))
         result.accuracy = float((expected[main].argmax(-1) == data.y).mean())
         result.exported_accuracy = float((got[main].argmax(-1) == data.y).mean())
+        result.changed = int((got[main].argmax(-1) != expected[main].argmax(-1)).sum())
     if run is not None:
         from blockspec.training import files
 
