@@ -395,6 +395,19 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _args_export(p: argparse.ArgumentParser) -> None:
+    from blockspec.training.exporting import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_export(args) -> int:
+    _import_tensorflow(args)
+    from blockspec.training.exporting import export_command
+
+    return export_command(args.source, args.format, args.output, args.quantize)
+
+
 def cmd_bench(args) -> int:
     import json
 
@@ -570,6 +583,9 @@ COMMANDS = (
     Command("bench", "training and inference images/s and peak memory of a spec on this device "
             "(GPU default: mixed precision + XLA)",
             "blockspec bench resnet50 --batch 64 --steps 20", _args_bench, cmd_bench),
+    Command("export", "write a run's model for serving (saved_model, onnx, litert); check it",
+            "blockspec export runs/digits_googlenet --format litert --quantize int8",
+            _args_export, cmd_export),
 )  # fmt: skip
 
 
