@@ -1,3 +1,4 @@
 """Built-in step types. Importing this package registers them (without importing TensorFlow)."""
 
+import blockspec.blocks.stacks  # noqa: F401
 from blockspec.blocks import combinators, conv, heads, inception, layers, residual  # noqa: F401

@@ -1,0 +1,113 @@
+"""The keras.applications catalogue in the zoo: each family one spec with vars, proven exact.
+
+- Parameter counts (trainable and total) of every variant equal keras.applications'
+  (`count_params()` of `keras.applications.X(weights=None)`, Keras 3.15), counted without values
+  inside `keras.StatelessScope(initialize_variables=False)`.
+- Outputs: the weights of a keras.applications model (random, with batch-norm statistics and
+  biases randomised too) are copied into the spec's model, by layer name, and the logits agree.
+
+Where the numbers come from, and lines per spec: docs/zoo.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from blockspec.builder import build_model
+
+# spec, overrides, trainable, total: keras.applications' counts at its default input, 1000 classes
+COUNTS = [
+    pytest.param("resnet_v2", {}, 25_568_360, 25_613_800, id="ResNet50V2"),
+    pytest.param("resnet_v2", {"vars.depth": 101}, 44_577_896, 44_675_560, id="ResNet101V2"),
+    pytest.param("resnet_v2", {"vars.depth": 152}, 60_236_904, 60_380_648, id="ResNet152V2"),
+    pytest.param("densenet", {}, 7_978_856, 8_062_504, id="DenseNet121"),
+    pytest.param("densenet", {"vars.depth": 169}, 14_149_480, 14_307_880, id="DenseNet169"),
+    pytest.param("densenet", {"vars.depth": 201}, 20_013_928, 20_242_984, id="DenseNet201"),
+]
+
+
+def _size(weights) -> int:
+    return sum(math.prod(w.shape) for w in weights)
+
+
+def _shapes_only(fn):
+    """Runs `fn` with weights that have shapes but no values (nothing is initialised)."""
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return fn()
+    finally:
+        keras.backend.clear_session()
+
+
+@pytest.mark.parametrize("spec, overrides, trainable, total", COUNTS)
+def test_parameter_count(spec, overrides, trainable, total):
+    def count():
+        model = build_model(spec, overrides=overrides)
+        return _size(model.trainable_weights), _size(model.weights)
+
+    assert _shapes_only(count) == (trainable, total)
+
+
+# keras.applications model, its keyword arguments, spec, overrides, input side
+EQUIVALENT = [
+    pytest.param("ResNet50V2", {}, "resnet_v2", {}, 64, id="ResNet50V2"),
+    pytest.param(
+        "ResNet101V2",
+        {},
+        "resnet_v2",
+        {"vars.depth": 101},
+        64,
+        id="ResNet101V2",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param("DenseNet121", {}, "densenet", {}, 64, id="DenseNet121", marks=pytest.mark.slow),
+]
+
+
+def _randomised(variable, rng: np.random.Generator) -> np.ndarray:
+    """Random values where the default initialiser is a constant, so a swap would show."""
+    shape, kind = tuple(variable.shape), variable.path.rsplit("/", 1)[-1]
+    if kind in ("gamma", "moving_variance"):
+        return rng.uniform(0.5, 1.5, shape).astype("float32")
+    if kind in ("beta", "bias", "moving_mean"):
+        return rng.normal(0.0, 0.1, shape).astype("float32")
+    if np.all(keras.ops.convert_to_numpy(variable) == keras.ops.convert_to_numpy(variable).flat[0]):
+        return rng.uniform(0.5, 1.5, shape).astype("float32")  # a constant (a layer scale)
+    return keras.ops.convert_to_numpy(variable)
+
+
+def copy_weights(reference, model, rng) -> None:
+    """Copies random weights of `reference` into `model`, layer by layer of the same name."""
+    theirs = {layer.name: layer for layer in reference.layers if layer.weights}
+    ours = {layer.name: layer for layer in model.layers if layer.weights}
+    assert sorted(ours) == sorted(theirs)  # the same layer names: weight files load by name
+    for name, source in theirs.items():
+        values = [_randomised(v, rng) for v in source.weights]
+        target = ours[name]
+        assert [v.shape for v in values] == [tuple(v.shape) for v in target.weights], name
+        source.set_weights(values)
+        target.set_weights(values)
+
+
+def max_difference(application, kwargs, spec, overrides, side) -> float:
+    rng = np.random.default_rng(0)
+    reference = getattr(keras.applications, application)(
+        weights=None, input_shape=(side, side, 3), classes=10, classifier_activation=None, **kwargs
+    )
+    model = build_model(spec, overrides={"input": [side, side, 3], "vars.classes": 10, **overrides})
+    copy_weights(reference, model, rng)
+    # Compare the networks, not the preprocessing: both read the same array.
+    x = rng.uniform(0, 1, (2, side, side, 3)).astype("float32")
+    logits = keras.Model(model.input, model.get_layer("main").input)  # before the softmax
+    expected = keras.ops.convert_to_numpy(reference(x, training=False))
+    got = keras.ops.convert_to_numpy(logits(x, training=False))
+    keras.backend.clear_session()
+    return float(np.abs(got - expected).max())
+
+
+@pytest.mark.parametrize("application, kwargs, spec, overrides, side", EQUIVALENT)
+def test_same_outputs_as_keras_applications(application, kwargs, spec, overrides, side):
+    assert max_difference(application, kwargs, spec, overrides, side) < 1e-5
