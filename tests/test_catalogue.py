@@ -26,6 +26,16 @@ COUNTS = [
     pytest.param("densenet", {}, 7_978_856, 8_062_504, id="DenseNet121"),
     pytest.param("densenet", {"vars.depth": 169}, 14_149_480, 14_307_880, id="DenseNet169"),
     pytest.param("densenet", {"vars.depth": 201}, 20_013_928, 20_242_984, id="DenseNet201"),
+    pytest.param("mobilenet", {}, 4_231_976, 4_253_864, id="MobileNet"),
+    pytest.param("mobilenet", {"vars.alpha": 0.25}, 470_072, 475_544, id="MobileNet-0.25"),
+    pytest.param("mobilenet", {"vars.alpha": 0.5}, 1_331_592, 1_342_536, id="MobileNet-0.5"),
+    pytest.param("mobilenet", {"vars.alpha": 0.75}, 2_585_560, 2_601_976, id="MobileNet-0.75"),
+    pytest.param("mobilenet_v2", {}, 3_504_872, 3_538_984, id="MobileNetV2"),
+    pytest.param("mobilenet_v2", {"vars.alpha": 0.35}, 1_677_128, 1_691_208, id="MobileNetV2-0.35"),
+    pytest.param("mobilenet_v2", {"vars.alpha": 0.5}, 1_968_680, 1_987_224, id="MobileNetV2-0.5"),
+    pytest.param("mobilenet_v2", {"vars.alpha": 0.75}, 2_636_424, 2_663_064, id="MobileNetV2-0.75"),
+    pytest.param("mobilenet_v2", {"vars.alpha": 1.3}, 5_386_792, 5_431_048, id="MobileNetV2-1.3"),
+    pytest.param("mobilenet_v2", {"vars.alpha": 1.4}, 6_108_776, 6_156_712, id="MobileNetV2-1.4"),
 ]
 
 
@@ -64,6 +74,12 @@ EQUIVALENT = [
         marks=pytest.mark.slow,
     ),
     pytest.param("DenseNet121", {}, "densenet", {}, 64, id="DenseNet121", marks=pytest.mark.slow),
+    pytest.param(
+        "MobileNet", {"alpha": 0.75}, "mobilenet", {"vars.alpha": 0.75}, 64, id="MobileNet"
+    ),
+    pytest.param(
+        "MobileNetV2", {"alpha": 0.35}, "mobilenet_v2", {"vars.alpha": 0.35}, 64, id="MobileNetV2"
+    ),
 ]
 
 
