@@ -12,6 +12,7 @@ Where the numbers come from, and lines per spec: docs/zoo.md.
 from __future__ import annotations
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -36,6 +37,7 @@ COUNTS = [
     pytest.param("mobilenet_v2", {"vars.alpha": 0.75}, 2_636_424, 2_663_064, id="MobileNetV2-0.75"),
     pytest.param("mobilenet_v2", {"vars.alpha": 1.3}, 5_386_792, 5_431_048, id="MobileNetV2-1.3"),
     pytest.param("mobilenet_v2", {"vars.alpha": 1.4}, 6_108_776, 6_156_712, id="MobileNetV2-1.4"),
+    pytest.param("xception", {}, 22_855_952, 22_910_480, id="Xception"),
 ]
 
 
@@ -80,6 +82,8 @@ EQUIVALENT = [
     pytest.param(
         "MobileNetV2", {"alpha": 0.35}, "mobilenet_v2", {"vars.alpha": 0.35}, 64, id="MobileNetV2"
     ),
+    # keras.applications leaves Xception's four shortcut convolutions and batch norms unnamed
+    pytest.param("Xception", {}, "xception", {}, 71, id="Xception", marks=pytest.mark.slow),
 ]
 
 
@@ -95,17 +99,30 @@ def _randomised(variable, rng: np.random.Generator) -> np.ndarray:
     return keras.ops.convert_to_numpy(variable)
 
 
-def copy_weights(reference, model, rng) -> None:
-    """Copies random weights of `reference` into `model`, layer by layer of the same name."""
-    theirs = {layer.name: layer for layer in reference.layers if layer.weights}
+def _automatic(layer) -> bool:
+    """Whether Keras named `layer` after its class (`conv2d_3`): keras.applications gave it none."""
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
+    return re.fullmatch(rf"{snake}(_\d+)?", layer.name) is not None
+
+
+def copy_weights(reference, model, rng) -> int:
+    """Copies random weights of `reference` into `model`: by layer name, and in order (shapes
+    checked) for the layers keras.applications leaves unnamed. Returns how many went by name."""
+    theirs = [layer for layer in reference.layers if layer.weights]
     ours = {layer.name: layer for layer in model.layers if layer.weights}
-    assert sorted(ours) == sorted(theirs)  # the same layer names: weight files load by name
-    for name, source in theirs.items():
+    named = [layer for layer in theirs if not _automatic(layer)]
+    assert sorted(layer.name for layer in named) == sorted(set(ours) & {n.name for n in named})
+    rest = [layer for layer in ours.values() if layer.name not in {n.name for n in named}]
+    unnamed = [layer for layer in theirs if _automatic(layer)]
+    assert len(rest) == len(unnamed)
+    pairs = [(layer, ours[layer.name]) for layer in named] + list(zip(unnamed, rest, strict=True))
+    for source, target in pairs:
         values = [_randomised(v, rng) for v in source.weights]
-        target = ours[name]
-        assert [v.shape for v in values] == [tuple(v.shape) for v in target.weights], name
+        assert [v.shape for v in values] == [tuple(v.shape) for v in target.weights], target.name
         source.set_weights(values)
         target.set_weights(values)
+    return len(named)
 
 
 def max_difference(application, kwargs, spec, overrides, side) -> float:
