@@ -38,6 +38,13 @@ COUNTS = [
     pytest.param("mobilenet_v2", {"vars.alpha": 1.3}, 5_386_792, 5_431_048, id="MobileNetV2-1.3"),
     pytest.param("mobilenet_v2", {"vars.alpha": 1.4}, 6_108_776, 6_156_712, id="MobileNetV2-1.4"),
     pytest.param("xception", {}, 22_855_952, 22_910_480, id="Xception"),
+    pytest.param("convnext", {}, 28_589_128, 28_589_128, id="ConvNeXtTiny"),
+    pytest.param("convnext", {"vars.size": "small"}, 50_223_688, 50_223_688, id="ConvNeXtSmall"),
+    pytest.param("convnext", {"vars.size": "base"}, 88_591_464, 88_591_464, id="ConvNeXtBase"),
+    pytest.param("convnext", {"vars.size": "large"}, 197_767_336, 197_767_336, id="ConvNeXtLarge"),
+    pytest.param(
+        "convnext", {"vars.size": "xlarge"}, 350_196_968, 350_196_968, id="ConvNeXtXLarge"
+    ),
 ]
 
 
@@ -84,6 +91,7 @@ EQUIVALENT = [
     ),
     # keras.applications leaves Xception's four shortcut convolutions and batch norms unnamed
     pytest.param("Xception", {}, "xception", {}, 71, id="Xception", marks=pytest.mark.slow),
+    pytest.param("ConvNeXtTiny", {}, "convnext", {}, 32, id="ConvNeXtTiny"),
 ]
 
 
@@ -106,18 +114,30 @@ def _automatic(layer) -> bool:
     return re.fullmatch(rf"{snake}(_\d+)?", layer.name) is not None
 
 
+def _weighted_layers(model):
+    """Layers with weights, nested models (ConvNeXt's stem in a Sequential) opened up."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.weights:
+            yield from _weighted_layers(layer)
+        elif layer.weights:
+            yield layer
+
+
 def copy_weights(reference, model, rng) -> int:
     """Copies random weights of `reference` into `model`: by layer name, and in order (shapes
-    checked) for the layers keras.applications leaves unnamed. Returns how many went by name."""
-    theirs = [layer for layer in reference.layers if layer.weights]
+    checked) for the layers keras.applications leaves unnamed. A keras name may start with the
+    model's name (`convnext_tiny_stage_0_...`), which the spec's names leave out (1.0 cannot
+    compute a name from a var). Returns how many layers went by name."""
+    prefix = f"{reference.name}_"
+    theirs = list(_weighted_layers(reference))
     ours = {layer.name: layer for layer in model.layers if layer.weights}
-    named = [layer for layer in theirs if not _automatic(layer)]
-    assert sorted(layer.name for layer in named) == sorted(set(ours) & {n.name for n in named})
-    rest = [layer for layer in ours.values() if layer.name not in {n.name for n in named}]
+    named = {layer.name.removeprefix(prefix): layer for layer in theirs if not _automatic(layer)}
+    assert sorted(named) == sorted(set(ours) & set(named))  # every named keras layer is ours
+    rest = [layer for name, layer in ours.items() if name not in named]
     unnamed = [layer for layer in theirs if _automatic(layer)]
     assert len(rest) == len(unnamed)
-    pairs = [(layer, ours[layer.name]) for layer in named] + list(zip(unnamed, rest, strict=True))
-    for source, target in pairs:
+    pairs = [(source, ours[name]) for name, source in named.items()]
+    for source, target in pairs + list(zip(unnamed, rest, strict=True)):
         values = [_randomised(v, rng) for v in source.weights]
         assert [v.shape for v in values] == [tuple(v.shape) for v in target.weights], target.name
         source.set_weights(values)
