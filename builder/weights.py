@@ -353,11 +353,13 @@ def _report(plan: _Plan, path: Path, digest: str, total: int) -> WeightsReport:
 
 
 def _assign(plan: _Plan) -> None:
+    """Read every tensor first, then assign: a file that fails halfway leaves the model as it was."""
     import numpy as np
 
-    for target, source, _ in plan.pairs:
-        for variable, tensor in zip(target.tensors, source.tensors, strict=True):
-            variable.assign(np.asarray(tensor[()]).astype(variable.dtype))
+    arrays = [[np.asarray(t[()]) for t in source.tensors] for _, source, _ in plan.pairs]
+    for (target, _, _), values in zip(plan.pairs, arrays, strict=True):
+        for variable, value in zip(target.tensors, values, strict=True):
+            variable.assign(value.astype(variable.dtype))
 
 
 def imagenet_weights(name: str, include_top: bool = True, cache_dir: str | None = None) -> Path:
