@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from blockspec.builder.expr import make_divisible
 from blockspec.builder.lazy import layers
 from blockspec.builder.registry import register_block
@@ -179,4 +181,78 @@ def mbconv_stage(
             drop,
             f"{name}{chr(index + 97)}_",
         )
+    return x
+
+
+def _v3_activation(x, activation: str, name: str):
+    # keras.applications.mobilenet_v3's relu and hard_swish (unnamed there)
+    if activation == "relu":
+        return layers.ReLU(name=name)(x)
+    return layers.Activation("hard_swish", name=name)(x)
+
+
+@register_block("mobilenet_v3_unit", primary="filters")
+def mobilenet_v3_unit(
+    x,
+    *,
+    filters: int,
+    expansion: float,
+    kernel: int = 3,
+    strides: int = 1,
+    se_ratio: float | None = None,
+    activation: Literal["relu", "hard_swish"] = "relu",
+    block_id: int,
+    alpha: float = 1.0,
+    name: str,
+):
+    """MobileNetV3's unit (keras.applications' `_inverted_res_block`): 1x1 expansion to
+    `make_divisible(in * expansion)` (none for block 0), BN, activation, kxk depthwise, BN,
+    activation, squeeze-excite with a hard sigmoid (`se_ratio`; null: none), linear 1x1
+    projection to `make_divisible(filters * alpha)`, BN, a residual sum where shapes allow.
+    Layers `expanded_conv_{block_id}_expand`, ... as keras names them (block 0: `expanded_conv_`).
+    """
+    shortcut, infilters = x, x.shape[-1]
+    width = make_divisible(infilters * expansion, 8)
+    out = make_divisible(filters * alpha, 8)
+    prefix = f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
+    bn = {"epsilon": 1e-3, "momentum": 0.999}
+    if block_id:
+        x = layers.Conv2D(width, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = _v3_activation(
+            layers.BatchNormalization(**bn, name=f"{prefix}expand_bn")(x),
+            activation,
+            f"{prefix}expand_act",
+        )
+    if strides == 2:
+        x = layers.ZeroPadding2D(_pad_for(x, kernel), name=f"{prefix}depthwise_pad")(x)
+    x = layers.DepthwiseConv2D(
+        kernel,
+        strides=strides,
+        padding="same" if strides == 1 else "valid",
+        use_bias=False,
+        name=f"{prefix}depthwise",
+    )(x)
+    x = _v3_activation(
+        layers.BatchNormalization(**bn, name=f"{prefix}depthwise_bn")(x),
+        activation,
+        f"{prefix}depthwise_act",
+    )
+    if se_ratio:
+        se = layers.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}squeeze_excite_avg_pool")(
+            x
+        )
+        se = layers.Conv2D(
+            make_divisible(width * se_ratio, 8), 1, name=f"{prefix}squeeze_excite_conv"
+        )(se)
+        se = layers.ReLU(name=f"{prefix}squeeze_excite_relu")(se)
+        se = layers.Conv2D(width, 1, name=f"{prefix}squeeze_excite_conv_1")(se)
+        # keras' hard_sigmoid, relu6(x + 3) * (1 / 6), with the same arithmetic in named layers
+        se = layers.Rescaling(1.0, offset=3.0, name=f"{prefix}squeeze_excite_plus3")(se)
+        se = layers.ReLU(6.0, name=f"{prefix}squeeze_excite_relu6")(se)
+        se = layers.Rescaling(1.0 / 6.0, name=f"{prefix}squeeze_excite_hard_sigmoid")(se)
+        x = layers.Multiply(name=f"{prefix}squeeze_excite_mul")([x, se])
+    x = layers.Conv2D(out, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = layers.BatchNormalization(**bn, name=f"{prefix}project_bn")(x)
+    if strides == 1 and infilters == out:
+        x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x

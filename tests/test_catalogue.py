@@ -53,6 +53,18 @@ COUNTS = [
     pytest.param("efficientnet", {"vars.variant": 5}, 30_389_784, 30_562_527, id="EfficientNetB5"),
     pytest.param("efficientnet", {"vars.variant": 6}, 43_040_704, 43_265_143, id="EfficientNetB6"),
     pytest.param("efficientnet", {"vars.variant": 7}, 66_347_960, 66_658_687, id="EfficientNetB7"),
+    pytest.param("mobilenet_v3", {}, 5_483_032, 5_507_432, id="MobileNetV3Large"),
+    pytest.param(
+        "mobilenet_v3", {"vars.alpha": 0.75}, 3_993_528, 4_012_616, id="MobileNetV3Large-0.75"
+    ),
+    pytest.param("mobilenet_v3_small", {}, 2_542_856, 2_554_968, id="MobileNetV3Small"),
+    pytest.param(
+        "mobilenet_v3_small",
+        {"vars.alpha": 0.75},
+        2_041_872,
+        2_051_552,
+        id="MobileNetV3Small-0.75",
+    ),
 ]
 
 
@@ -109,6 +121,15 @@ EQUIVALENT = [
         64,
         id="EfficientNetB3",
         marks=pytest.mark.slow,
+    ),
+    pytest.param("MobileNetV3Large", {}, "mobilenet_v3", {}, 64, id="MobileNetV3Large"),
+    pytest.param(
+        "MobileNetV3Small",
+        {"alpha": 0.75},
+        "mobilenet_v3_small",
+        {"vars.alpha": 0.75},
+        64,
+        id="MobileNetV3Small",
     ),
 ]
 
