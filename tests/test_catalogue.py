@@ -45,6 +45,26 @@ COUNTS = [
     pytest.param(
         "convnext", {"vars.size": "xlarge"}, 350_196_968, 350_196_968, id="ConvNeXtXLarge"
     ),
+    pytest.param("efficientnet", {"vars.variant": 0}, 5_288_548, 5_330_571, id="EfficientNetB0"),
+    pytest.param("efficientnet", {"vars.variant": 1}, 7_794_184, 7_856_239, id="EfficientNetB1"),
+    pytest.param("efficientnet", {"vars.variant": 2}, 9_109_994, 9_177_569, id="EfficientNetB2"),
+    pytest.param("efficientnet", {"vars.variant": 3}, 12_233_232, 12_320_535, id="EfficientNetB3"),
+    pytest.param("efficientnet", {"vars.variant": 4}, 19_341_616, 19_466_823, id="EfficientNetB4"),
+    pytest.param("efficientnet", {"vars.variant": 5}, 30_389_784, 30_562_527, id="EfficientNetB5"),
+    pytest.param("efficientnet", {"vars.variant": 6}, 43_040_704, 43_265_143, id="EfficientNetB6"),
+    pytest.param("efficientnet", {"vars.variant": 7}, 66_347_960, 66_658_687, id="EfficientNetB7"),
+    pytest.param("mobilenet_v3", {}, 5_483_032, 5_507_432, id="MobileNetV3Large"),
+    pytest.param(
+        "mobilenet_v3", {"vars.alpha": 0.75}, 3_993_528, 4_012_616, id="MobileNetV3Large-0.75"
+    ),
+    pytest.param("mobilenet_v3_small", {}, 2_542_856, 2_554_968, id="MobileNetV3Small"),
+    pytest.param(
+        "mobilenet_v3_small",
+        {"vars.alpha": 0.75},
+        2_041_872,
+        2_051_552,
+        id="MobileNetV3Small-0.75",
+    ),
 ]
 
 
@@ -92,6 +112,25 @@ EQUIVALENT = [
     # keras.applications leaves Xception's four shortcut convolutions and batch norms unnamed
     pytest.param("Xception", {}, "xception", {}, 71, id="Xception", marks=pytest.mark.slow),
     pytest.param("ConvNeXtTiny", {}, "convnext", {}, 32, id="ConvNeXtTiny"),
+    pytest.param("EfficientNetB0", {}, "efficientnet", {}, 64, id="EfficientNetB0"),
+    pytest.param(
+        "EfficientNetB3",
+        {},
+        "efficientnet",
+        {"vars.variant": 3},
+        64,
+        id="EfficientNetB3",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param("MobileNetV3Large", {}, "mobilenet_v3", {}, 64, id="MobileNetV3Large"),
+    pytest.param(
+        "MobileNetV3Small",
+        {"alpha": 0.75},
+        "mobilenet_v3_small",
+        {"vars.alpha": 0.75},
+        64,
+        id="MobileNetV3Small",
+    ),
 ]
 
 
