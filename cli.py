@@ -85,6 +85,15 @@ def cmd_validate(args) -> int:
             failed += 1
             print(f"FAIL {spec}: {e}", file=sys.stderr)
             continue
+        if getattr(args, "shapes", False):
+            _quiet_tensorflow()
+            from blockspec.builder.shapes import check_shapes
+
+            problems = check_shapes(resolved)
+            if problems:
+                failed += 1
+                print(f"FAIL {spec}: {SpecError(problems)}", file=sys.stderr)
+                continue
         steps = _count_steps(resolved.network)
         spaces = (
             f", {len(resolved.hyperparameters)} search spaces" if resolved.hyperparameters else ""
@@ -428,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", "load and check specs; print every error; exit 2 on any", cmd_validate)
     _spec_args(p, many=True)
+    p.add_argument(
+        "--shapes",
+        action="store_true",
+        help="also build each model symbolically (no weights allocated; imports TensorFlow) "
+        "and check every step's shapes and each output against its loss",
+    )
     p = command("build", "build a spec and print the Keras summary; optionally save it", cmd_build)
     _spec_args(p)
     p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")

@@ -14,7 +14,7 @@ from typing import Any
 
 from blockspec.builder import registry
 from blockspec.builder.errors import Problem, SpecError, did_you_mean
-from blockspec.builder.expr import ExpressionError, evaluate, reference
+from blockspec.builder.expr import Expansion, ExpressionError, evaluate, reference
 from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path, load_document
 from blockspec.builder.spaces import Chooser, DefaultChooser, check_space, is_space
 from blockspec.builder.spec import InputSpec, OutputSpec, ResolvedSpec, Step
@@ -34,6 +34,7 @@ TUNE_KEYS = (
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 RESERVED_NAMES = {"i"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 INVALID: Any = type("Invalid", (), {"__repr__": lambda self: "<invalid>"})()
 
@@ -131,6 +132,7 @@ class _Resolver:
         self.defaults: dict[str, dict[str, Any]] = {}
         self.blocks: dict[str, dict] = {}
         self.broken_blocks: set[str] = set()  # refused definitions: their uses add nothing new
+        self.sizes = Expansion(limits.max_nodes, limits.max_depth)  # values as built, refs included
 
     # ------------------------------------------------------------------ reporting
     def error(self, path: tuple, message: str) -> None:
@@ -231,7 +233,19 @@ class _Resolver:
 
     # ------------------------------------------------------------------ values
     def value(self, raw: Any, path: tuple, env: dict, hp: str) -> Any:
-        """Evaluates `$name`, `${expr}` and search spaces anywhere inside `raw`."""
+        """Evaluates `$name`, `${expr}` and search spaces anywhere inside `raw`, bounded in size."""
+        out = self._value(raw, path, env, hp)
+        if not isinstance(out, (list, dict)):
+            return out
+        if any(v is INVALID for v in (out.values() if isinstance(out, dict) else out)):
+            return INVALID  # a part was refused, and said why: so is the whole
+        problem = self.sizes.problem(out)
+        if problem:
+            self.error(path, problem)
+            return INVALID
+        return out
+
+    def _value(self, raw: Any, path: tuple, env: dict, hp: str) -> Any:
         if isinstance(raw, str):
             ref = reference(raw)
             if ref is None:
@@ -246,15 +260,13 @@ class _Resolver:
                     path, f"unknown name `${text}`.{did_you_mean(text, list(env))} Received: {raw}"
                 )
                 return INVALID
-            broken = {k for k, v in env.items() if v is INVALID}
-            if broken:
-                env = {k: v for k, v in env.items() if v is not INVALID}
+            if any(env.get(k) is INVALID for k in _IDENTIFIER.findall(text)):
+                return INVALID  # it reads a refused value, whose problem is already reported
             try:
                 return evaluate(text, env)
             except ExpressionError as e:
                 unknown = str(e).startswith("unknown name `")
-                echo = self.vars_broken or any(re.search(rf"\b{k}\b", text) for k in broken)
-                if not (unknown and echo):  # else: a refused var's problem, already reported
+                if not (unknown and self.vars_broken):  # else: the refused `vars`' echo
                     self.error(path, str(e))
                 return INVALID
         if isinstance(raw, dict):
@@ -780,7 +792,14 @@ class _Resolver:
     def arguments(self, entry, given: dict, path: tuple, env: dict, hp: str) -> dict:
         """Checks and evaluates a layer's or Python block's arguments, defaults applied."""
         args = {k: p.default for k, p in entry.params.items() if not p.required}
-        args.update(self.defaults.get(entry.name, {}))
+        defaults, clashes = entry.canonical(self.defaults.get(entry.name, {}))
+        args.update(defaults)
+        for key, message in clashes:
+            self.error(("defaults", entry.name, key), message)
+        written = {entry.aliases[k]: k for k in given if k in entry.aliases}  # as `kernel_size`
+        given, clashes = entry.canonical(given)
+        for key, message in clashes:
+            self.error((*path, key), message)
         unknown = []
         for key, raw in given.items():
             if not entry.accepts(key):
@@ -793,16 +812,11 @@ class _Resolver:
                 # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
                 if param.required and not did_you_mean(key, unknown):
                     self.error(path, f"missing required argument `{key}` for `{entry.name}`")
-                continue
-            value = args[key]
-            if value is param.default or value is INVALID or _contains_invalid(value):
-                continue
-            problem = registry.check_value(key, value, param.annotation)
-            if problem:
-                self.error(
-                    (*path, key) if key in given else path,
-                    f"`{key}` {problem}. Received: {key}={_short(value)}",
-                )
+        # Types, each parameter's declared rules (`filters` > 0, odd kernel for stack3), no files.
+        known = {k: v for k, v in args.items() if v is not INVALID and not _contains_invalid(v)}
+        typed = {k for k, p in entry.params.items() if k in known and known[k] is not p.default}
+        for key, message in registry.check_args(entry, known, typed):
+            self.error((*path, written.get(key, key)) if key in given else path, message)
         for key, value in args.items():
             foreign = _foreign_object(value)
             if foreign:
