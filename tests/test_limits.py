@@ -13,7 +13,7 @@ import tracemalloc
 
 import pytest
 from blockspec.builder.errors import SpecError
-from blockspec.builder.expr import ExpressionError, Expansion, evaluate
+from blockspec.builder.expr import Expansion, ExpressionError, evaluate
 from blockspec.builder.load import Limits
 from blockspec.builder.resolve import resolve_spec
 from blockspec.builder.text import excerpt
