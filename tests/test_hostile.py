@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from blockspec.builder.errors import SpecError
 from blockspec.builder.resolve import resolve_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SECONDS = 2.0
 HEAD = "spec: 1\ninput: [8]\n"
 
 
@@ -151,20 +149,16 @@ def cases(tmp_path):
     return marker, written
 
 
-def test_each_hostile_spec_is_refused_quickly_and_runs_nothing(cases):
+def test_each_hostile_spec_is_refused_and_runs_nothing(cases):
+    # No time bound here (a loaded machine fails it): docs/limits.md gives measured times, and
+    # each bomb's work is bounded by a counted limit that tests/test_limits.py pins.
     marker, written = cases
-    slow = {}
     for name, (path, pattern) in written.items():
-        start = time.perf_counter()
         with pytest.raises(SpecError, match=pattern) as info:
             resolve_spec(str(path))
-        elapsed = time.perf_counter() - start
-        if elapsed >= SECONDS:
-            slow[name] = round(elapsed, 2)
         assert all(p.mark is not None for p in info.value.problems), f"{name}: unlocated"
         assert len(str(info.value)) < 2000, f"{name}: the message itself is a flood"
         assert not marker.exists(), f"{name} executed its payload"
-    assert not slow, f"refused, but not within {SECONDS}s: {slow}"
 
 
 def test_the_cli_refuses_every_hostile_spec_in_one_fresh_process(cases):
@@ -230,11 +224,8 @@ def test_parameter_bomb_is_refused_before_any_weight_is_allocated():
     spec = resolve_spec(
         {"spec": 1, "input": [64, 64, 3], "network": [{"flatten": {}}, {"dense": 10**12}]}
     )
-    compile_spec(resolve_spec({"spec": 1, "input": [4], "network": [{"dense": 2}]}))  # warm Keras
-    start = time.perf_counter()
     with pytest.raises(SpecError, match=r"the model has 12,289,000,000,000,000 parameters"):
-        compile_spec(spec)
-    assert time.perf_counter() - start < SECONDS
+        compile_spec(spec)  # allocating would need 49 PB: reaching here shows nothing was
 
 
 def test_a_refused_build_leaves_no_weight_to_allocate_later():
