@@ -162,6 +162,12 @@ def _plural(count: int, word: str) -> str:
 
 def _args_validate(p: argparse.ArgumentParser) -> None:
     _spec_args(p, many=True)
+    p.add_argument(
+        "--shapes",
+        action="store_true",
+        help="also build each model symbolically (no weights allocated; imports TensorFlow) "
+        "and check every step's shapes and each output against its loss",
+    )
 
 
 def cmd_validate(args) -> int:
@@ -173,6 +179,15 @@ def cmd_validate(args) -> int:
             failed += 1
             print(f"FAIL {spec}: {e}", file=sys.stderr)
             continue
+        if args.shapes:
+            _import_tensorflow(args)
+            from blockspec.builder.shapes import check_shapes
+
+            problems = check_shapes(resolved)
+            if problems:
+                failed += 1
+                print(f"FAIL {spec}: {SpecError(problems)}", file=sys.stderr)
+                continue
         counts = [
             _plural(_count_steps(resolved.network), "step"),
             _plural(len(resolved.outputs), "output"),

@@ -6,11 +6,12 @@ are wired together. A combinator's build takes the build context, the step and i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from blockspec.builder.errors import shorten
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import REQUIRED, Param, StepType, get, register
+from blockspec.builder.registry import REQUIRED, Param, ShapeError, get, register
 
 Merge = Literal["concat", "add", "multiply", "average", "maximum"]
 _MERGE_LAYERS = {
@@ -46,7 +47,8 @@ def build_residual(ctx, step, x):
     elif mode == "auto":
         stride = _total_stride(x.shape, body.shape, step)
         conv, bn = step.children[1]
-        conv.args.update(filters=int(body.shape[-1]), strides=stride)
+        # The projection's width and stride come from the shapes: a copy, the spec stays as resolved.
+        conv = replace(conv, args={**conv.args, "filters": int(body.shape[-1]), "strides": stride})
         shortcut = ctx.build_steps([conv, bn], x)
     else:
         shortcut = ctx.build_steps(step.children[1], x)
@@ -59,14 +61,14 @@ def build_residual(ctx, step, x):
 def _total_stride(in_shape, out_shape, step) -> int | list[int]:
     spatial_in, spatial_out = in_shape[1:-1], out_shape[1:-1]
     if len(spatial_in) != len(spatial_out):
-        raise ValueError(
+        raise ShapeError(
             f"residual body changes the rank of its input; give `shortcut` explicitly. "
             f"Received: input {tuple(in_shape)}, body output {tuple(out_shape)}"
         )
     strides = []
     for a, b in zip(spatial_in, spatial_out, strict=True):
         if a is None or b is None or b == 0 or a < b:
-            raise ValueError(
+            raise ShapeError(
                 f"cannot infer the shortcut's stride from input {tuple(in_shape)} to body output "
                 f"{tuple(out_shape)}; give `shortcut` explicitly"
             )
@@ -88,15 +90,13 @@ def _combinator(
     name: str, build, params: dict[str, Param], doc: str, primary: str | None = None
 ) -> None:
     register(
-        StepType(
-            name=name,
-            kind="combinator",
-            params=params,
-            build=build,
-            primary=primary,
-            doc=doc,
-            source="blockspec.blocks.combinators",
-        )
+        name,
+        kind="combinator",
+        build=build,
+        params=list(params.values()),
+        primary=primary,
+        doc=doc,
+        source="blockspec.blocks.combinators",
     )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from blockspec.blocks.layers import Factorize, Padding, conv2d
+from blockspec.blocks.layers import Factorize, Padding, StackKernel, conv2d
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import Size, register_block
+from blockspec.builder.registry import Kernel, Positive, Size, positive, register_block
 
 Order = Literal["conv_bn_act", "bn_act_conv", "conv_act_bn"]
 
@@ -15,8 +15,8 @@ Order = Literal["conv_bn_act", "bn_act_conv", "conv_act_bn"]
 def conv_bn(
     x,
     *,
-    filters: int,
-    kernel: Size = 3,
+    filters: Positive,
+    kernel: StackKernel = 3,
     strides: Size = 1,
     padding: Padding = "same",
     activation: str | None = "relu",
@@ -60,8 +60,8 @@ def conv_bn(
 def factorized_conv(
     x,
     *,
-    filters: int,
-    kernel: Size = 5,
+    filters: Positive,
+    kernel: StackKernel = 5,
     mode: Literal["stack3", "asymmetric"] = "asymmetric",
     strides: Size = 1,
     padding: Padding = "same",
@@ -91,9 +91,9 @@ def factorized_conv(
 def vgg_stage(
     x,
     *,
-    filters: int,
-    convs: int = 2,
-    kernel: Size = 3,
+    filters: Positive,
+    convs: Positive = 2,
+    kernel: Kernel = 3,
     activation: str = "relu",
     batch_norm: bool = False,
     pool: bool = True,
@@ -122,8 +122,8 @@ def vgg_stage(
 def mlpconv(
     x,
     *,
-    filters: list[int],
-    kernel: Size,
+    filters: Annotated[list[int], positive()],
+    kernel: Kernel,
     strides: Size = 1,
     padding: Padding = "valid",
     activation: str = "relu",

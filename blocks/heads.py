@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import register_block
+from blockspec.builder.registry import Positive, Rate, positive, register_block
 
 
 @register_block("aux_classifier", primary="classes")
 def aux_classifier(
     x,
     *,
-    classes: int,
-    pool_size: int = 5,
-    pool_strides: int = 3,
-    filters: int = 128,
-    units: int = 1024,
-    dropout: float = 0.7,
+    classes: Positive,
+    pool_size: Positive = 5,
+    pool_strides: Positive = 3,
+    filters: Positive = 128,
+    units: Positive = 1024,
+    dropout: Rate = 0.7,
     activation: str = "relu",
     name: str,
 ):
@@ -42,10 +42,10 @@ def aux_classifier(
 def classifier(
     x,
     *,
-    classes: int,
+    classes: Positive,
     pool: Literal["avg", "max", "flatten"] = "avg",
-    units: list[int] = (),
-    dropout: float = 0.0,
+    units: Annotated[list[int], positive()] = (),
+    dropout: Rate = 0.0,
     activation: str = "relu",
     name: str,
 ):

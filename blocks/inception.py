@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import register_block
+from blockspec.builder.registry import Positive, register_block
 
 
 @register_block("inception")
 def inception(
     x,
     *,
-    c1: int,
-    c3r: int,
-    c3: int,
-    c5r: int,
-    c5: int,
-    pool_proj: int,
+    c1: Positive,
+    c3r: Positive,
+    c3: Positive,
+    c5r: Positive,
+    c5: Positive,
+    pool_proj: Positive,
     activation: str = "relu",
     name: str,
 ):

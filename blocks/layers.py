@@ -6,13 +6,49 @@ class's constructor arguments under their Keras names.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import REQUIRED, Param, Size, StepType, keras_layer_table, register
+from blockspec.builder.registry import (
+    REQUIRED,
+    Alias,
+    Kernel,
+    Positive,
+    Rate,
+    Size,
+    keras_layer_table,
+    odd,
+    param,
+    positive,
+    register,
+    rule,
+)
 
 Padding = Literal["valid", "same"]
 Factorize = Literal["none", "stack3", "asymmetric"]
+
+
+def _stacks3(args: dict[str, Any]) -> bool:
+    return args.get("factorize", args.get("mode")) == "stack3"
+
+
+def _numbers(value: Any) -> list:
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
+
+
+def _square(kernel: Any) -> bool:
+    return not isinstance(kernel, list) or len(set(kernel)) == 1
+
+
+# A kxk kernel (k > 3) written as 3x3s (`factorize: stack3`) must be odd: (k-1)/2 3x3s cover it.
+StackKernel = Annotated[
+    Kernel,
+    rule(
+        lambda kernel: all(int(k) % 2 == 1 or k <= 3 for k in _numbers(kernel)),
+        "must be odd when `factorize` is stack3 (a stack of 3x3s covers odd sizes only)",
+        when=lambda args: _stacks3(args) and _square(args.get("kernel")),
+    ),
+]
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -24,25 +60,29 @@ def _pair(value: Any) -> tuple[int, int]:
 def conv2d(
     x,
     *,
-    filters: int,
-    kernel: Size,
+    filters: Positive,
+    kernel: StackKernel,
     strides: Size = 1,
-    padding: str = "valid",
-    factorize: str = "none",
+    padding: Padding = "valid",
+    activation: str | None = None,
+    use_bias: bool = True,
+    groups: Positive = 1,
+    dilation_rate: Size = 1,
+    factorize: Factorize = "none",
     name: str,
     **kwargs: Any,
 ):
-    """A Conv2D, or its factorised replacement.
+    """2D convolution (keras.layers.Conv2D), or its factorised replacement.
 
     `stack3` replaces a kxk kernel (k odd, > 3) by (k-1)/2 stacked 3x3 convolutions; `asymmetric`
     replaces kxk by 1xk then kx1. Every replacement conv has `filters` channels and the other
     arguments; the stride goes to the first. Kernels it does not apply to (1x1, 3x3 for `stack3`)
     stay as they are, so a whole network can be rewritten with one default.
     """
+    kwargs.update(activation=activation, use_bias=use_bias)
+    kwargs.update(groups=groups, dilation_rate=dilation_rate)
     kh, kw = _pair(kernel)
-    if factorize == "stack3" and kh == kw and kh > 3:
-        if kh % 2 == 0:
-            raise ValueError(f"factorize=stack3 needs an odd kernel. Received: kernel={kernel}")
+    if factorize == "stack3" and kh == kw and kh > 3:  # odd: a declared rule of `kernel`
         kernels = [3] * ((kh - 1) // 2)
     elif factorize == "asymmetric" and kh == kw and kh > 1:
         kernels = [(1, kh), (kh, 1)]
@@ -76,32 +116,37 @@ def layer(
     primary: str | None = None,
     rename: dict[str, str] | None = None,
     multi_input: bool = False,
-    build=None,
     doc: str = "",
 ) -> None:
-    """Registers the step type `name` for `keras.layers.<class_name>`."""
+    """Registers the step type `name` for `keras.layers.<class_name>`.
+
+    `params` maps each declared argument to (type hint, default); a hint may carry rules
+    (`Positive`, `Rate`). `rename` maps a declared name to the Keras one, which a spec may also
+    write (an alias: `kernel_size` for `kernel`).
+    """
     rename = rename or {}
-    declared = {k: Param(k, t, d) for k, (t, d) in (params or {}).items()}
+    declared = []
+    for key, (hint, default) in (params or {}).items():
+        if key in rename:
+            hint = Annotated[hint, Alias(rename[key])]
+        declared.append(param(key, hint, default))
     keras_args = keras_layer_table().get(class_name, frozenset())
-    passthrough = frozenset(keras_args - set(rename.values()) - set(declared) - {"name"})
     register(
-        StepType(
-            name=name,
-            kind="layer",
-            params=declared,
-            build=build or _keras_builder(class_name, rename, multi_input),
-            primary=primary,
-            passthrough=passthrough,
-            multi_input=multi_input,
-            doc=doc or f"keras.layers.{class_name}.",
-            source=f"blockspec.blocks.layers ({class_name})",
-            extra={"keras_class": class_name, "rename": rename},
-        )
+        name,
+        kind="layer",
+        build=_keras_builder(class_name, rename, multi_input),
+        params=declared,
+        primary=primary,
+        passthrough=keras_args - set(rename.values()) - {"name"},
+        multi_input=multi_input,
+        doc=doc or f"keras.layers.{class_name}.",
+        source=f"blockspec.blocks.layers ({class_name})",
+        extra={"keras_class": class_name, "rename": rename},
     )
 
 
 _CONV = {
-    "filters": (int, REQUIRED),
+    "filters": (Positive, REQUIRED),
     "kernel": (Size, REQUIRED),
     "strides": (Size, 1),
     "padding": (Padding, "valid"),
@@ -109,13 +154,14 @@ _CONV = {
     "use_bias": (bool, True),
 }
 
-layer(
+register(
     "conv",
-    "Conv2D",
-    {**_CONV, "groups": (int, 1), "dilation_rate": (Size, 1), "factorize": (Factorize, "none")},
+    kind="layer",
     build=conv2d,
-    rename={"kernel": "kernel_size"},
+    passthrough=keras_layer_table()["Conv2D"] - {"kernel_size", "name"},
     doc="2D convolution (keras.layers.Conv2D); `kernel` is kernel_size; `factorize: stack3|asymmetric`.",
+    source="blockspec.blocks.layers (Conv2D)",
+    extra={"keras_class": "Conv2D", "rename": {"kernel": "kernel_size"}},
 )
 layer(
     "conv1d",
@@ -134,7 +180,7 @@ layer(
 layer(
     "depthwise_conv",
     "DepthwiseConv2D",
-    {k: v for k, v in _CONV.items() if k != "filters"} | {"depth_multiplier": (int, 1)},
+    {k: v for k, v in _CONV.items() if k != "filters"} | {"depth_multiplier": (Positive, 1)},
     rename={"kernel": "kernel_size"},
     doc="Depthwise 2D convolution (keras.layers.DepthwiseConv2D).",
 )
@@ -148,7 +194,7 @@ layer(
 layer(
     "dense",
     "Dense",
-    {"units": (int, REQUIRED), "activation": (str | None, None), "use_bias": (bool, True)},
+    {"units": (Positive, REQUIRED), "activation": (str | None, None), "use_bias": (bool, True)},
     primary="units",
     doc="Fully connected layer (keras.layers.Dense).",
 )
@@ -193,7 +239,7 @@ layer(
 layer(
     "dropout",
     "Dropout",
-    {"rate": (float, REQUIRED)},
+    {"rate": (Rate, REQUIRED)},
     primary="rate",
     doc="Dropout (`dropout: 0.5`).",
 )
@@ -238,10 +284,10 @@ layer(
 layer(
     "embedding",
     "Embedding",
-    {"input_dim": (int, REQUIRED), "output_dim": (int, REQUIRED)},
+    {"input_dim": (Positive, REQUIRED), "output_dim": (Positive, REQUIRED)},
     doc="Token embedding.",
 )
-_RNN = {"units": (int, REQUIRED), "return_sequences": (bool, False)}
+_RNN = {"units": (Positive, REQUIRED), "return_sequences": (bool, False)}
 layer("lstm", "LSTM", _RNN, primary="units", doc="LSTM recurrent layer.")
 layer("gru", "GRU", _RNN, primary="units", doc="GRU recurrent layer.")
 layer("simple_rnn", "SimpleRNN", _RNN, primary="units", doc="Fully connected recurrent layer.")
@@ -259,25 +305,17 @@ layer("average", "Average", {}, multi_input=True, doc="Element-wise mean.")
 layer("maximum", "Maximum", {}, multi_input=True, doc="Element-wise maximum.")
 
 
-def _lrn(x, *, name: str, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+@register("lrn", kind="layer", primary="size", source="blockspec.blocks.layers")
+def lrn(
+    x,
+    *,
+    size: Annotated[int, positive(), odd()] = 5,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 2.0,
+    name: str,
+):
+    """Local response normalisation, Caffe/AlexNet semantics (alpha divided by size)."""
     from blockspec.blocks.lrn import LocalResponseNormalization
 
     return LocalResponseNormalization(size=size, alpha=alpha, beta=beta, k=k, name=name)(x)
-
-
-register(
-    StepType(
-        name="lrn",
-        kind="layer",
-        params={
-            "size": Param("size", int, 5),
-            "alpha": Param("alpha", float, 1e-4),
-            "beta": Param("beta", float, 0.75),
-            "k": Param("k", float, 2.0),
-        },
-        build=_lrn,
-        primary="size",
-        doc="Local response normalisation, Caffe/AlexNet semantics (alpha divided by size).",
-        source="blockspec.blocks.layers",
-    )
-)

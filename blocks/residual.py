@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from blockspec.builder.lazy import layers
-from blockspec.builder.registry import register_block
+from blockspec.builder.registry import Positive, register_block
 
 Shortcut = Literal["auto", "projection", "identity"]
 
@@ -20,8 +20,8 @@ def _needs_projection(x, channels: int, strides: int, shortcut: str) -> bool:
 def basic_residual(
     x,
     *,
-    filters: int,
-    strides: int = 1,
+    filters: Positive,
+    strides: Positive = 1,
     preact: bool = False,
     shortcut: Shortcut = "auto",
     use_bias: bool = False,
@@ -64,9 +64,9 @@ def basic_residual(
 def bottleneck_residual(
     x,
     *,
-    filters: int,
-    strides: int = 1,
-    expansion: int = 4,
+    filters: Positive,
+    strides: Positive = 1,
+    expansion: Positive = 4,
     stride_on: Literal["1x1", "3x3"] = "1x1",
     preact: bool = False,
     shortcut: Shortcut = "auto",

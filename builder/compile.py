@@ -44,6 +44,7 @@ class BuildContext:
         self.reserved = reserved
         self.tensors: dict[str, Any] = {}
         self.registry_get = registry.get
+        self.uses: list[Step] = []  # the user blocks being built, outermost first
 
     def build_steps(self, steps: list[Step], x: Any) -> Any:
         for step in steps:
@@ -61,15 +62,22 @@ class BuildContext:
         except MemoryError:
             raise
         except Exception as e:  # Keras raises ValueError, TypeError, ... for shape problems
-            raise SpecError(
-                Problem(f"Keras refused this step: {_first_lines(e)}", step.path, step.mark)
-            ) from e
+            who = "" if isinstance(e, registry.ShapeError) else "Keras refused this step: "
+            where = ""
+            if self.uses:  # a step of a block's body: say where the block is used, too
+                use = self.uses[-1]
+                where = f" (in block `{use.block}`, used at {use.path.rsplit('.', 1)[0]})"
+            raise SpecError(Problem(f"{who}{_first_lines(e)}{where}", step.path, step.mark)) from e
         self.tensors[step.name] = out
         return out
 
     def _call(self, step: Step, x: Any) -> Any:
         if step.block is not None:
-            return self.build_steps(step.children[0], x)
+            self.uses.append(step)
+            try:
+                return self.build_steps(step.children[0], x)
+            finally:
+                self.uses.pop()
         entry = registry.get(step.type)
         if entry.kind == "combinator":
             return entry.build(self, step, x)
@@ -176,11 +184,12 @@ def dtype_policy(name: str):
 
 
 @contextlib.contextmanager
-def _deferred_weights():
+def _deferred_weights(allocate: bool = True):
     """Builds layers without allocating their weights; yields the list of weights created.
 
-    On a clean exit the weights are allocated (as `keras.StatelessScope` itself does); when the
-    body raises, they are dropped instead, so a refused model leaves nothing to allocate later.
+    On a clean exit the weights are allocated (as `keras.StatelessScope` itself does), unless
+    `allocate` is false (a shape check: the model is thrown away); when the body raises, they
+    are dropped, so a refused model leaves nothing to allocate later.
     """
     # Private: where Keras queues the variables created in a stateless scope (Keras 3.x).
     from keras.src.backend.common import global_state
@@ -197,6 +206,9 @@ def _deferred_weights():
     except BaseException:
         del queue[start:]
         raise
+    if not allocate:
+        del queue[start:]
+        return
     with keras.StatelessScope():  # leaving it allocates what was deferred
         pass
 

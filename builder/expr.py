@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from blockspec.builder.text import excerpt
+
 MAX_EXPRESSION_CHARS = 500
 MAX_NODES = 200
 MAX_NUMBER = 10**15  # far beyond any width, depth or size a network uses
@@ -45,7 +47,9 @@ def _round(value, ndigits=None):
         return round(value)
     # round(5, -10**7) computes 10**(10**7): bound the digits so that it cannot hang.
     if isinstance(ndigits, bool) or not isinstance(ndigits, int) or abs(ndigits) > 16:
-        raise ExpressionError(f"round() takes ndigits between -16 and 16. Received: {ndigits!r}")
+        raise ExpressionError(
+            f"round() takes ndigits between -16 and 16. Received: {excerpt(ndigits)}"
+        )
     return round(value, ndigits)
 
 
@@ -254,7 +258,7 @@ class _Evaluator:
                         return False
                 except TypeError as e:
                     raise ExpressionError(
-                        f"cannot compare {left!r} and {right!r}. Received: ${{{self.text}}}"
+                        f"cannot compare {excerpt(left)} and {excerpt(right)}. Received: ${{{self.text}}}"
                     ) from e
                 left = right
             return True
@@ -287,5 +291,77 @@ class _Evaluator:
     def number(self, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ExpressionError(
-                f"arithmetic on a non-number ({value!r}). Received: ${{{self.text}}}"
+                f"arithmetic on a non-number ({excerpt(value)}). Received: ${{{self.text}}}"
             )
+
+
+class Expansion:
+    """Measures values as if written out, references included, as the resolver builds them.
+
+    `$a` puts the very object of var `a` into a list, so twelve lines of vars can describe 10^12
+    values while holding a hundred. Each list or mapping is measured once, when it is made, from
+    the sizes of its items (remembered by identity), so measuring costs as much as building; a
+    value past `max_nodes` values or `max_depth` levels is refused before anything walks it.
+
+    Example:
+        >>> sizes = Expansion(max_nodes=100, max_depth=8)
+        >>> a = [1] * 10
+        >>> sizes.problem([a] * 5)      # 5 + 5 * 10 values: within the limit
+        >>> sizes.problem([[a] * 10] * 10)[:40]
+        'the value expands to more than 100 value'
+    """
+
+    def __init__(self, max_nodes: int, max_depth: int):
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self._sizes: dict[int, tuple[Any, int, int]] = {}  # id -> (value kept alive, nodes, depth)
+
+    def measure(self, value: Any) -> tuple[int, int]:
+        """(values, nesting depth) of `value` written out; a scalar is (1, 0).
+
+        Iterative: a value nested thousands deep is measured without recursion. Counts stop
+        growing past the limit (`max_nodes + 1`).
+        """
+        if not isinstance(value, (list, tuple, dict)):
+            return 1, 0
+        stack, open_ = [(value, False)], set()
+        while stack:
+            item, done = stack.pop()
+            if id(item) in self._sizes:
+                continue
+            if not done and id(item) in open_:  # a value that holds itself: endless when written
+                self._sizes[id(item)] = (item, self.max_nodes + 1, self.max_depth + 1)
+                continue
+            children = [
+                c
+                for c in (item.values() if isinstance(item, dict) else item)
+                if isinstance(c, (list, tuple, dict))
+            ]
+            if not done:
+                open_.add(id(item))
+                stack.append((item, True))
+                stack += [(c, False) for c in children if id(c) not in self._sizes]
+                continue
+            nodes, depth = 1 + len(item) - len(children), 1
+            for child in children:
+                _, child_nodes, child_depth = self._sizes[id(child)]
+                nodes += child_nodes
+                depth = max(depth, child_depth + 1)
+            self._sizes[id(item)] = (item, min(nodes, self.max_nodes + 1), depth)
+        _, nodes, depth = self._sizes[id(value)]
+        return nodes, depth
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is refused (too many values, or nested too deep), or None."""
+        nodes, depth = self.measure(value)
+        if depth > self.max_depth:
+            return (
+                f"the value nests deeper than {self.max_depth} levels (vars and references "
+                f"included): refused (limit)"
+            )
+        if nodes > self.max_nodes:
+            return (
+                f"the value expands to more than {self.max_nodes} values (vars and references "
+                f"included): refused (limit)"
+            )
+        return None

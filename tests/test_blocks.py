@@ -9,7 +9,7 @@ import typing
 import numpy as np
 import pytest
 from blockspec.builder import registry
-from blockspec.builder.registry import Param
+from blockspec.builder.registry import Kernel, Param, Positive
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -207,3 +207,168 @@ def test_factorize_replaces_kernels_as_spec_says():
     # 7x7 stack3 -> three 3x3; a 1x1 stays as it is.
     assert conv_weights("stack3", 7)[1] == 9 * 2 * 3 + 2 * 9 * 3 * 3
     assert conv_weights("stack3", 1)[1] == 1 * 2 * 3
+
+
+# ----------------------------------------------------------------------------- declared rules
+
+
+def _validate(network: list, **extra):
+    from blockspec.builder.errors import SpecError
+    from blockspec.builder.resolve import resolve_spec
+
+    spec = {"spec": 1, "input": [16, 16, 3], "network": network, **extra}
+    with pytest.raises(SpecError) as info:
+        resolve_spec(spec)
+    return [(p.path, p.message) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    "step, path, message",
+    [
+        (
+            {"conv": {"filters": 4, "kernel": 4, "factorize": "stack3"}},
+            "network[0].conv.kernel",
+            "`kernel` must be odd when `factorize` is stack3",
+        ),
+        (
+            {"conv_bn": {"filters": 4, "kernel_size": 6, "factorize": "stack3"}},
+            "network[0].conv_bn.kernel_size",
+            "`kernel` must be odd when `factorize` is stack3",
+        ),
+        (
+            {"factorized_conv": {"filters": 4, "kernel": 6, "mode": "stack3"}},
+            "network[0].factorized_conv.kernel",
+            "must be odd",
+        ),
+        ({"lrn": {"size": 4}}, "network[0].lrn.size", "`size` must be odd. Received: size=4"),
+        ({"lrn": 0}, "network[0].lrn.size", "`size` must be positive"),
+        (
+            {"classifier": {"classes": 3, "units": [8, 0]}},
+            "network[0].classifier.units",
+            "positive",
+        ),
+        ({"dropout": 1.0}, "network[0].dropout.rate", "`rate` must be in [0, 1)"),
+    ],
+)
+def test_declared_rules_are_refused_by_validate(step, path, message):
+    problems = _validate([step])
+    assert any(p == path and message in m for p, m in problems), problems
+
+
+def test_a_rule_reads_the_defaults_section():
+    problems = _validate(
+        [{"conv": {"filters": 4, "kernel": 4}}], defaults={"conv": {"factorize": "stack3"}}
+    )
+    assert problems == [
+        (
+            "network[0].conv.kernel",
+            "`kernel` must be odd when `factorize` is stack3 (a stack of 3x3s covers odd sizes "
+            "only). Received: kernel=4",
+        )
+    ]
+
+
+def test_stack3_leaves_small_and_rectangular_kernels_alone():
+    from blockspec.builder.resolve import resolve_spec
+
+    for kernel in (2, [1, 4], 3, 7):
+        resolve_spec(
+            {
+                "spec": 1,
+                "input": [16, 16, 3],
+                "network": [{"conv": {"filters": 4, "kernel": kernel, "factorize": "stack3"}}],
+            }
+        )
+
+
+def test_keras_names_are_aliases():
+    from blockspec.builder.resolve import resolve_spec
+
+    spec = resolve_spec(
+        {
+            "spec": 1,
+            "input": [16, 16, 3],
+            "defaults": {"conv": {"kernel_size": 5}},
+            "network": [
+                {"conv": {"filters": 4}},
+                {"conv": {"filters": 4, "kernel_size": 3}},
+                {"max_pool": {"pool_size": 3}},
+                {"conv_bn": {"filters": 4, "kernel_size": 1}},
+            ],
+        }
+    )
+    assert [s.args.get("kernel", s.args.get("size")) for s in spec.network] == [5, 3, 3, 1]
+    assert registry.get("conv").aliases == {"kernel_size": "kernel"}
+    assert registry.get("max_pool").aliases == {"pool_size": "size"}
+    problems = _validate([{"conv": {"filters": 4, "kernel": 3, "kernel_size": 3}}])
+    assert problems == [
+        (
+            "network[0].conv.kernel_size",
+            "`kernel_size` is Keras' name for `kernel`: give one of them, not both",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"StringLookup": {"vocabulary": "/etc/passwd"}},
+        {"StringLookup": {"vocabulary": "vocab.txt"}},
+        {"IntegerLookup": {"vocabulary": "/dev/zero"}},
+        {"TextVectorization": {"vocabulary": ["a"], "split": "../x"}},
+        {"conv": {"filters": 4, "kernel": 3, "kernel_initializer": "~/init"}},
+    ],
+)
+def test_arguments_that_name_files_are_refused(step):
+    (problem,) = _validate([step])
+    assert "names a file" in problem[1] and "a spec reads no files but specs" in problem[1]
+
+
+def test_inline_vocabularies_are_fine():
+    from blockspec.builder.resolve import resolve_spec
+
+    resolve_spec(
+        {
+            "spec": 1,
+            "inputs": {"words": {"shape": [4], "dtype": "string"}},
+            "network": [{"StringLookup": {"vocabulary": ["a", "b", "c"]}}],
+        }
+    )
+
+
+def test_keras_object_configs_that_import_modules_are_refused_in_raw_keras_arguments():
+    (problem,) = _validate(
+        [
+            {
+                "Conv2DTranspose": {
+                    "filters": 4,
+                    "kernel_size": 3,
+                    "kernel_initializer": {"class_name": "system", "module": "os"},
+                }
+            }
+        ]
+    )
+    assert "names a Keras object by `module`" in problem[1]
+
+
+def test_one_register_path_and_its_alias_keep_working():
+    from blockspec.builder.registry import RegistryError, register, register_block
+
+    # Hints are read from the module's globals (`from __future__ import annotations`).
+
+    @register("t_rule_block", primary="filters")
+    def t_rule_block(x, *, filters: Positive, kernel: Kernel = 3, name: str):
+        return x
+
+    entry = registry.get("t_rule_block")
+    assert entry.kind == "block" and list(entry.params) == ["filters", "kernel"]
+    assert entry.aliases == {"kernel_size": "kernel"}
+    assert [c.message for c in entry.params["filters"].constraints] == ["must be positive"]
+    with pytest.raises(RegistryError, match="already registered"):
+        register_block("t_rule_block")(t_rule_block)
+    problems = _validate([{"t_rule_block": {"filters": -1, "kernel_size": 0}}])
+    assert sorted(p for p, _ in problems) == [
+        "network[0].t_rule_block.filters",
+        "network[0].t_rule_block.kernel_size",
+    ]
+    registry._REGISTRY.pop("t_rule_block")

@@ -7,6 +7,7 @@ this module re-exports them for the trainer. Pure Python: nothing here imports T
 
 from __future__ import annotations
 
+from blockspec.builder.resolve.checks import unknown_choice
 from blockspec.builder.resolve.train import TrainConfig
 from blockspec.builder.resolve.train_keys import (
     AUGMENT_LAYERS,
@@ -25,7 +26,6 @@ from blockspec.builder.resolve.train_keys import (
     TTA_VIEWS,
     with_defaults,
 )
-from blockspec.builder.resolve.checks import unknown_choice
 from blockspec.builder.resolve.train_rules import check_train
 
 __all__ = [

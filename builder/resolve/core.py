@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from blockspec.builder.errors import Problem, SpecError, did_you_mean, shorten
-from blockspec.builder.expr import ExpressionError, evaluate, reference
+from blockspec.builder.expr import Expansion, ExpressionError, evaluate, reference
 from blockspec.builder.load import Document, Limits, format_path
 from blockspec.builder.resolve.blocks import BlocksPart
 from blockspec.builder.resolve.common import (
@@ -36,6 +36,8 @@ from blockspec.builder.resolve.tune import resolve_tune
 from blockspec.builder.spaces import Chooser, check_space, is_space
 from blockspec.builder.spec import InputSpec, ResolvedSpec, Step
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 class Resolver(BlocksPart, StepsPart, OutputsPart):
     def __init__(self, doc: Document, chooser: Chooser, limits: Limits):
@@ -54,6 +56,7 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
         self.blocks: dict[str, dict] = {}
         self.broken_blocks: set[str] = set()  # refused definitions: their uses add nothing new
         self.warnings: list[Problem] = []
+        self.sizes = Expansion(limits.max_nodes, limits.max_depth)  # values as built, refs included
 
     def warn(self, path: tuple, message: str) -> None:
         """A spec that is valid but likely not what its author meant: printed, not refused."""
@@ -199,7 +202,19 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
 
     # ------------------------------------------------------------------ values
     def value(self, raw: Any, path: tuple, env: dict, hp: str) -> Any:
-        """Evaluates `$name`, `${expr}` and search spaces anywhere inside `raw`."""
+        """Evaluates `$name`, `${expr}` and search spaces anywhere inside `raw`, bounded in size."""
+        out = self._value(raw, path, env, hp)
+        if not isinstance(out, (list, dict)):
+            return out
+        if any(v is INVALID for v in (out.values() if isinstance(out, dict) else out)):
+            return INVALID  # a part was refused, and said why: so is the whole
+        problem = self.sizes.problem(out)
+        if problem:
+            self.error(path, problem)
+            return INVALID
+        return out
+
+    def _value(self, raw: Any, path: tuple, env: dict, hp: str) -> Any:
         if isinstance(raw, str):
             ref = reference(raw)
             if ref is None:
@@ -214,15 +229,13 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
                     path, f"unknown name `${text}`.{did_you_mean(text, list(env))} Received: {raw}"
                 )
                 return INVALID
-            broken = {k for k, v in env.items() if v is INVALID}
-            if broken:
-                env = {k: v for k, v in env.items() if v is not INVALID}
+            if any(env.get(k) is INVALID for k in _IDENTIFIER.findall(text)):
+                return INVALID  # it reads a refused value, whose problem is already reported
             try:
                 return evaluate(text, env)
             except ExpressionError as e:
                 unknown = str(e).startswith("unknown name `")
-                echo = self.vars_broken or any(re.search(rf"\b{k}\b", text) for k in broken)
-                if not (unknown and echo):  # else: a refused var's problem, already reported
+                if not (unknown and self.vars_broken):  # else: the refused `vars`' echo
                     self.error(path, str(e))
                 return INVALID
         if isinstance(raw, dict):

@@ -304,7 +304,14 @@ class StepsPart:
     def arguments(self, entry, given: dict, path: tuple, env: dict, hp: str) -> dict:
         """Checks and evaluates a layer's or Python block's arguments, defaults applied."""
         args = {k: p.default for k, p in entry.params.items() if not p.required}
-        args.update(self.defaults.get(entry.name, {}))
+        defaults, clashes = entry.canonical(self.defaults.get(entry.name, {}))
+        args.update(defaults)
+        for key, message in clashes:
+            self.error(("defaults", entry.name, key), message)
+        written = {entry.aliases[k]: k for k in given if k in entry.aliases}  # as `kernel_size`
+        given, clashes = entry.canonical(given)
+        for key, message in clashes:
+            self.error((*path, key), message)
         unknown = []
         for key, raw in given.items():
             if not entry.accepts(key):
@@ -317,16 +324,11 @@ class StepsPart:
                 # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
                 if param.required and not did_you_mean(key, unknown):
                     self.error(path, f"missing required argument `{key}` for `{entry.name}`")
-                continue
-            value = args[key]
-            if value is param.default or value is INVALID or contains_invalid(value):
-                continue
-            problem = registry.check_value(key, value, param.annotation)
-            if problem:
-                self.error(
-                    (*path, key) if key in given else path,
-                    f"`{key}` {problem}. Received: {key}={shorten(value)}",
-                )
+        # Types, each parameter's declared rules (`filters` > 0, odd kernel for stack3), no files.
+        known = {k: v for k, v in args.items() if v is not INVALID and not contains_invalid(v)}
+        typed = {k for k, p in entry.params.items() if k in known and known[k] is not p.default}
+        for key, message in registry.check_args(entry, known, typed):
+            self.error((*path, written.get(key, key)) if key in given else path, message)
         for key, value in args.items():
             self.screen_object((*path, key) if key in given else path, value, key=key)
         return args
