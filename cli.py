@@ -356,7 +356,12 @@ def cmd_train(args) -> int:
     from blockspec.training.commands import train_command
 
     return train_command(
-        args.spec, _overrides(args.set), args.out, args.resume, limits=_limits(args.limit)
+        args.spec,
+        _overrides(args.set),
+        args.out,
+        args.resume,
+        limits=_limits(args.limit),
+        overwrite=args.overwrite,
     )
 
 
@@ -484,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
     p.add_argument(
         "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (deletes only the files blockspec wrote there)",
     )
     p = command("evaluate", "evaluate a run, with and without test-time augmentation", cmd_evaluate)
     p.add_argument("run_dir", metavar="DIR")
