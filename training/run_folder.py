@@ -222,18 +222,27 @@ class RunFolder:
         self._save_manifest()
 
     def _other_spec(self, old: dict, record: dict) -> str:
-        lines = differences(old.get("spec", {}), record)
-        epochs = next((line for line in lines if line.startswith("train.epochs:")), None)
+        found = differences(old.get("spec", {}), record, limit=50)
+        # `train` is the train section with defaults; the document's copy says the same.
+        lines = [
+            line.removeprefix("document.")
+            for line in found
+            if not line.startswith("document.train.") and not line.startswith("... and")
+        ]
+        shown = "; ".join(lines[:8]) + (
+            f"; ... and {len(lines) - 8} more" if len(lines) > 8 else ""
+        )
+        epochs = any(line.startswith("train.epochs:") for line in lines)
         hint = (
-            " A run cannot be resumed to another number of epochs (the schedule and the"
-            " checkpoint belong to the old one):"
+            " A run cannot be resumed to another number of epochs: the schedule and the"
+            " checkpoint belong to the old one."
             if epochs
             else ""
         )
         return (
             f"--resume needs the spec the run in {self.path} was trained with; this one differs"
-            f" in: {'; '.join(lines) or 'its identity'}.{hint} Resume with the same spec and"
-            " --set values, start afresh with --overwrite, or choose another --out."
+            f" in: {shown or 'its identity'}.{hint} Resume with the same spec and --set values,"
+            " start afresh with --overwrite, or choose another --out."
         )
 
     def _kept_something(self) -> bool:
