@@ -1,7 +1,7 @@
 """Checks of data before any training: each refusal a `DataError` naming the file, the problem
 and the value; each image that cannot be decoded skipped and counted while the folder is listed.
 
-Limits (documented in docs/tutorial.md, "Your own data"):
+Limits (documented in docs/tutorial.md, section 4 "Train"):
 - `NPZ_LIMIT_BYTES`: the arrays of an npz file together may declare at most 4 GiB; the headers
   are read (and checked against what the file holds) before any array is.
 - `IMAGE_PIXEL_LIMIT`: an image of more than 8192 x 8192 pixels is skipped (a PNG
