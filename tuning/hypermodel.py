@@ -24,8 +24,8 @@ from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path
 from blockspec.builder.resolve import resolve_spec
 from blockspec.builder.spaces import Chooser, default_value
 from blockspec.builder.spec import ResolvedSpec
-from blockspec.training import trainer
-from blockspec.training.callbacks import load_state
+from blockspec.training import files, trainer
+from blockspec.training.callbacks import load_state, weights_bytes
 from blockspec.training.config import with_defaults
 from blockspec.training.errors import DataError, TrainingError, WriteError
 from blockspec.tuning.document import PathT, SpaceIndex, concrete_document, contains_space
@@ -409,10 +409,25 @@ class BestEpochInMemory(keras.callbacks.Callback):
             for variable, value in zip(variables, best, strict=True):
                 variable.assign(value)
             self.inner.set_model(self.model)
-            self.inner._save_model()
+            self._save_atomically()
         finally:
             for variable, value in zip(variables, last, strict=True):
                 variable.assign(value)
+
+    def _save_atomically(self) -> None:
+        """keras-tuner's write of the trial's weights, through `files.atomic_write` (a full disk
+        is a `WriteError`, the previous file intact): its `filepath` points at the temporary file
+        while it writes."""
+        final = self.inner.filepath
+
+        def write(tmp: str) -> None:
+            self.inner.filepath = tmp
+            try:
+                self.inner._save_model()
+            finally:
+                self.inner.filepath = final
+
+        files.atomic_write(final, write, suffix=".weights.h5", size=weights_bytes(self.model))
 
 
 def _in_memory(callback, keep: Callable[[float], bool] | None):
