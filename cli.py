@@ -458,6 +458,11 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (deletes only the files blockspec wrote there)",
+    )
 
 
 def cmd_train(args) -> int:
@@ -465,7 +470,14 @@ def cmd_train(args) -> int:
     _import_tensorflow(args)
     from blockspec.training.commands import train_command
 
-    return train_command(args.spec, _overrides(args.set), args.out, args.resume, _limits(args))
+    return train_command(
+        args.spec,
+        _overrides(args.set),
+        args.out,
+        args.resume,
+        _limits(args),
+        overwrite=args.overwrite,
+    )
 
 
 def _tta_list(text: str) -> list[str]:

@@ -19,6 +19,7 @@ from blockspec.training import callbacks as run_callbacks
 from blockspec.training.commands import evaluate_command, train_command
 from blockspec.training.evaluate import evaluate_run, tta_views
 from blockspec.training.optim import EpochSchedule, make_optimizer, objectives
+from blockspec.training.run_folder import RunFolder
 from blockspec.training.trainer import train
 from training_fixtures import tiny_model, tiny_spec
 
@@ -97,7 +98,12 @@ def test_run_folder_holds_every_file(digits_run):
     )
     info = json.loads((out / "run.json").read_text())
     assert info["class_names"] == [str(i) for i in range(10)]
-    assert info["status"] == "completed" and info["epochs_done"] == 3
+    assert info["status"] == "finished" and info["epochs_done"] == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"model.keras", "spec.yaml", "run.json", "history.csv", "curves.png"} <= set(
+        manifest["files"]
+    )
+    assert not (out / ".blockspec.lock").exists()  # released
     # Atomic writes leave no temporary files behind.
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
@@ -202,7 +208,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert [int(r["epoch"]) for r in read_history(result.out_dir)] == [1]
     model = keras.saving.load_model(result.model_path, safe_mode=True)
     assert all(np.isfinite(w).all() for w in model.get_weights())
-    assert json.loads((result.out_dir / "run.json").read_text())["status"] == "nan"
+    info = json.loads((result.out_dir / "run.json").read_text())
+    assert info["status"] == "failed" and info["stopped"] == "nan"
+    assert info["reason"].startswith("The loss became NaN at epoch 2")
 
 
 @pytest.mark.slow
@@ -489,7 +497,8 @@ def test_checkpoints_every_n_seconds_keep_the_last_one_that_was_due(tmp_path, mo
     monkeypatch.setattr(run_callbacks.time, "monotonic", lambda: next(clock))
     model = tiny_model(tiny_spec({}, aux=False))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    recorder = run_callbacks.RunFiles(tmp_path, checkpoint_every=100, curves=False)
+    folder = RunFolder.open(tmp_path, {}, name="t")
+    recorder = run_callbacks.RunFiles(folder, checkpoint_every=100, curves=False)
     x, y = np.zeros((8, 8, 8, 1), "float32"), np.zeros(8, "int32")
     model.fit(x, {"main": y}, epochs=6, callbacks=[recorder], verbose=0)
     # Train begins at 40; epochs end at 80, 120, 160 (due: 120 s since 40), 200, 240, 280 (due).

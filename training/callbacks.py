@@ -11,37 +11,50 @@ are written atomically; an older checkpoint is deleted only after the new state 
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-from blockspec.training import files
+from blockspec.training.errors import RunFolderError
+from blockspec.training.run_folder import RunFolder, read_record
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
+WEIGHTS_NAME = re.compile(r"epoch-[0-9]{1,9}\.weights\.h5")
 
 
 def load_state(out_dir: str | Path) -> dict[str, Any] | None:
-    """The committed checkpoint state of a run folder, or None (no checkpoint, or its file gone)."""
+    """The committed checkpoint state of a run folder, or None (no checkpoint, or its file gone).
+
+    Raises:
+        RunFolderError: `state.json` is damaged, or names a weights file outside the checkpoint
+            folder (or not one `RunFiles` writes).
+    """
     ckpt = Path(out_dir) / CHECKPOINT_DIR
     state_path = ckpt / STATE_FILE
     if not state_path.is_file():
         return None
-    state = files.read_json(state_path)
-    if not (ckpt / state["weights"]).is_file():
+    state = read_record(state_path, "; start afresh with --overwrite")
+    weights = state.get("weights") if isinstance(state, dict) else None
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    history = state.get("history") if isinstance(state, dict) else None
+    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(history, dict)):
+        raise RunFolderError(
+            f"{state_path} is damaged (it needs an epoch count and a history); "
+            "start afresh with --overwrite"
+        )
+    if not isinstance(weights, str) or not WEIGHTS_NAME.fullmatch(weights):
+        raise RunFolderError(
+            f"{state_path} names the weights file {str(weights)[:80]!r}; a checkpoint's weights "
+            f"are `epoch-N.weights.h5` inside {ckpt}. Refused; start afresh with --overwrite"
+        )
+    if not (ckpt / weights).is_file():
         return None
-    state["weights_path"] = str(ckpt / state["weights"])
+    state["weights_path"] = str(ckpt / weights)
     return state
-
-
-def clear_checkpoints(out_dir: str | Path) -> None:
-    ckpt = Path(out_dir) / CHECKPOINT_DIR
-    if ckpt.is_dir():
-        for f in ckpt.iterdir():
-            if f.is_file():
-                f.unlink()
 
 
 def best_mode(metric: str) -> str:
@@ -67,8 +80,10 @@ def summarize(history: dict[str, list[float]]) -> dict[str, Any]:
     return {"epochs": len(history.get("epoch", [])), "final": final, "best": best}
 
 
-def plot_curves(history: dict[str, list[float]], path: str | Path) -> None:
+def curves_png(history: dict[str, list[float]]) -> bytes:
     """`curves.png`: loss per epoch, and every accuracy metric per epoch (training dashed)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,15 +108,19 @@ def plot_curves(history: dict[str, list[float]], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 class RunFiles(keras.callbacks.Callback):
     """Per epoch: checkpoint, `history.csv`, `metrics.json`, `curves.png`; stops on a NaN loss.
 
     Args:
-        out_dir: the run folder.
+        folder: the run folder (open: every file goes through it, so its manifest lists them).
         history: the history so far (from the checkpoint when resuming).
         save_checkpoints: write `checkpoint/` (off for nothing but tests).
         checkpoint_every: seconds between checkpoints (0: after every epoch). An epoch that ends
@@ -113,14 +132,15 @@ class RunFiles(keras.callbacks.Callback):
 
     def __init__(
         self,
-        out_dir: str | Path,
+        folder: RunFolder,
         history: dict[str, list[float]] | None = None,
         save_checkpoints: bool = True,
         checkpoint_every: float = 0.0,
         curves: bool = True,
     ):
         super().__init__()
-        self.out_dir = Path(out_dir)
+        self.folder = folder
+        self.out_dir = folder.path
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
         self.save_checkpoints = save_checkpoints
         self.checkpoint_every = float(checkpoint_every)
@@ -175,21 +195,39 @@ class RunFiles(keras.callbacks.Callback):
         keys = list(self.history)
         n = len(self.history.get("epoch", []))
         rows = [[_cell(self.history[k], i, k) for k in keys] for i in range(n)]
-        files.write_csv(self.out_dir / "history.csv", keys, rows)
-        files.write_json(self.out_dir / "metrics.json", summarize(self.history))
+        self.folder.write_csv("history.csv", keys, rows)
+        self.folder.write_json("metrics.json", summarize(self.history))
         if plot:
-            plot_curves(self.history, self.out_dir / "curves.png")
+            self.folder.write_bytes("curves.png", curves_png(self.history))
 
     def _checkpoint(self, epochs_done: int) -> None:
-        ckpt = self.out_dir / CHECKPOINT_DIR
         name = f"epoch-{epochs_done}.weights.h5"
-        files.atomic_write(ckpt / name, self.model.save_weights, suffix=".weights.h5")
-        files.write_json(
-            ckpt / STATE_FILE, {"epoch": epochs_done, "weights": name, "history": self.history}
+        size = weights_bytes(self.model)
+        self.folder.write(
+            f"{CHECKPOINT_DIR}/{name}", self.model.save_weights, suffix=".weights.h5", size=size
         )
-        for old in ckpt.glob("epoch-*.weights.h5"):
+        self.folder.write_json(
+            f"{CHECKPOINT_DIR}/{STATE_FILE}",
+            {"epoch": epochs_done, "weights": name, "history": self.history},
+        )
+        for old in (self.out_dir / CHECKPOINT_DIR).glob("epoch-*.weights.h5"):
             if old.name != name:
-                old.unlink(missing_ok=True)
+                self.folder.remove(f"{CHECKPOINT_DIR}/{old.name}")
+
+
+def weights_bytes(model) -> int:
+    """About the size of `model.save_weights`' file: every variable, the optimizer's included."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.weights, *(getattr(optimizer, "variables", None) or [])]
+    total = 0
+    for v in variables:
+        count = int(np.prod(v.shape)) if len(v.shape) else 1
+        try:
+            itemsize = np.dtype(str(getattr(v, "dtype", "float32"))).itemsize
+        except TypeError:  # bfloat16 and friends numpy does not name
+            itemsize = 4
+        total += count * itemsize
+    return total + 64 * 1024
 
 
 def _cell(column: list, index: int, key: str):

@@ -6,20 +6,29 @@ TensorFlow is imported inside the commands, not at module import, so `cli.py` st
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.training.errors import TrainingError
+from blockspec.training.run_folder import run_dir_for
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-RUNS_DIR = "runs"
+__all__ = ["evaluate_command", "resume_command", "run_dir_for", "train_command"]
 
 
-def run_dir_for(name: str, out: str | None) -> Path:
-    """`--out`, else `runs/<spec name>`."""
-    return Path(out) if out else Path(RUNS_DIR) / name
+def resume_command(spec: str, overrides: dict | None, run_dir: str | Path) -> str:
+    """The command line that continues this run: `blockspec train SPEC --set ... --out DIR --resume`."""
+    parts = ["blockspec", "train", shlex.quote(str(spec))]
+    for key, value in (overrides or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts += ["--set", shlex.quote(f"{key}={text}")]
+    return " ".join([*parts, "--out", shlex.quote(str(run_dir)), "--resume"])
 
 
 def _fmt(value: Any) -> str:
@@ -31,9 +40,14 @@ def _fmt(value: Any) -> str:
 
 
 def train_command(
-    spec: str, overrides: dict, out: str | None, resume: bool, limits: Limits | None = None
+    spec: str,
+    overrides: dict,
+    out: str | None,
+    resume: bool,
+    limits: Limits | None = None,
+    overwrite: bool = False,
 ) -> int:
-    """`blockspec train SPEC [--set ...] [--out DIR] [--resume] [--limit ...]`.
+    """`blockspec train SPEC [--set ...] [--out DIR] [--resume | --overwrite] [--limit ...]`.
 
     Args:
         spec: a spec path or zoo name.
@@ -41,9 +55,12 @@ def train_command(
         out: the run folder (default `runs/<spec name>`).
         resume: continue from the folder's last completed epoch.
         limits: bounds on untrusted input, as `--limit` sets them (default: the defaults).
+        overwrite: replace the folder's earlier run (only the files blockspec wrote there).
 
     Returns:
-        0 when every epoch ran (or early stopping ended the run), 1 when the loss became NaN.
+        0 when every epoch ran (or early stopping ended the run), 1 when the loss became NaN,
+        2 when the run was refused or could not go on (data, run folder, disk: the message
+        says which file and why), 130 on Ctrl-C (the message says how to resume).
 
     Raises:
         SpecError: the spec is invalid (the CLI prints it and exits 2).
@@ -55,14 +72,31 @@ def train_command(
     from blockspec.training import trainer  # imports TensorFlow
 
     console = Console()
-    run_dir = run_dir_for(resolved.name, out)
-    console.print(f"[bold]Training[/] {resolved.name} -> {run_dir}")
-    # A progress bar in a terminal; one line per epoch in a log file or CI. A TrainingError
-    # (unreadable data, ...) goes up to the CLI, which maps every error to its exit code.
-    verbose = 1 if sys.stdout.isatty() else 2
-    result = trainer.train(resolved, run_dir, resume=resume, verbose=verbose)
+    try:
+        run_dir = run_dir_for(resolved.name, out)
+    except TrainingError as e:
+        console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
+        return 2
+    console.print(f"[bold]Training[/] {escape(resolved.name)} -> {escape(str(run_dir))}")
+    try:
+        # A progress bar in a terminal; one line per epoch in a log file or CI.
+        verbose = 1 if sys.stdout.isatty() else 2
+        result = trainer.train(
+            resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose
+        )
+    except TrainingError as e:
+        console.print("[bold red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        reason = _reason_of(run_dir)
+        print(
+            f"interrupted{': ' + reason if reason else ''}.\nResume with:\n  "
+            + resume_command(spec, overrides, run_dir),
+            file=sys.stderr,
+        )
+        return 130
     epochs = f"{result.epochs} epoch{'' if result.epochs == 1 else 's'}"
-    table = Table(title=f"{resolved.name}: {epochs}, {result.seconds:.0f} s")
+    table = Table(title=f"{escape(resolved.name)}: {epochs}, {result.seconds:.0f} s")
     table.add_column("metric")
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
@@ -82,6 +116,15 @@ def train_command(
     return 0
 
 
+def _reason_of(run_dir: Path) -> str:
+    from blockspec.training.files import read_json
+
+    try:
+        return str(read_json(run_dir / "run.json").get("reason") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     """`blockspec evaluate DIR [--tta flip,crops]`: accuracy without and with TTA, side by side.
 
@@ -90,7 +133,7 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
         tta: views (`flip`, `crops`); None: the spec's `train.evaluate.tta` (none by default).
 
     Returns:
-        0.
+        0, or 2 when the folder cannot be evaluated (the message says why).
 
     Raises:
         SpecError: an unknown TTA view.
@@ -110,7 +153,11 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     from blockspec.training.evaluate import evaluate_run  # imports TensorFlow
 
     console = Console()
-    result = evaluate_run(run_dir, tta)  # a TrainingError goes up to the CLI (exit 2)
+    try:
+        result = evaluate_run(run_dir, tta)
+    except TrainingError as e:
+        console.print("[bold red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
+        return 2
     views = ", ".join(result.views) or "none"
     table = Table(
         title=f"{result.examples} {result.split} examples",

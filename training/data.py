@@ -14,7 +14,9 @@ import contextlib
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from blockspec.builder.compile import call_layer
+from blockspec.training import data_checks as checks
 from blockspec.training.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -184,7 +187,7 @@ def _load_source(data, image_size, channels, classes, seed, base_dir) -> Source:
     if source == "synthetic":
         return _synthetic(data, split, seed, image_size or (32, 32), channels or 3, classes or 10)
     if source == "npz":
-        return _npz(data, split, seed, _resolve_path(data["path"], base_dir))
+        return _npz(data, split, seed, _resolve_path(data["path"], base_dir), classes)
     if source == "folder":
         return _folder(data, split, seed, _resolve_path(data["path"], base_dir), image_size)
     if source == "tfds":
@@ -208,8 +211,11 @@ def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
 
     counts = np.bincount(labels)
     present = counts[counts > 0]
-    # Stratify when every class can give one example to each side.
-    stratify = labels if present.size and present.min() >= 2 else None
+    held = int(np.ceil(len(labels) * fraction))
+    # Stratify when every class can give one example to each side, and each side can hold
+    # one of every class.
+    fits = present.size and present.min() >= 2 and min(held, len(labels) - held) >= present.size
+    stratify = labels if fits else None
     train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(val)
 
@@ -241,49 +247,42 @@ def _scale(data: dict, default: float) -> float:
     return float(default if scale is None else scale)
 
 
-def _labels(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
-        y = y.argmax(axis=1)
-    return y.reshape(len(y)).astype("int32")
-
-
-def _npz(data: dict, fraction: float, seed: int, path: Path) -> Source:
+def _npz(data: dict, fraction: float, seed: int, path: Path, classes: int | None) -> Source:
+    """An npz file: headers checked before reading, then every array checked (`data_checks`)."""
     if not path.is_file():
         raise DataError(f"npz file not found: {path}")
-    with np.load(path, allow_pickle=False) as arrays:
-        keys = set(arrays.files)
-        x_key = data.get("x_key") or ("x" if "x" in keys else "x_train")
-        y_key = data.get("y_key") or ("y" if "y" in keys else "y_train")
-        for key in (x_key, y_key):
-            if key not in keys:
-                raise DataError(
-                    f"{path} has no array `{key}`. Arrays in it: {', '.join(sorted(keys))}. "
-                    "Set `train.data.x_key` / `y_key`."
-                )
-        x, y = arrays[x_key], _labels(arrays[y_key])
-        if len(x) != len(y):
+    keys = set(checks.npz_headers(path))
+    x_key = data.get("x_key") or ("x" if "x" in keys else "x_train")
+    y_key = data.get("y_key") or ("y" if "y" in keys else "y_train")
+    for key in (x_key, y_key):
+        if key not in keys:
             raise DataError(
-                f"{path}: `{x_key}` has {len(x)} examples but `{y_key}` has {len(y)} labels"
+                f"{path} has no array `{key}`. Arrays in it: {', '.join(sorted(keys)) or 'none'}. "
+                "Set `train.data.x_key` / `y_key`."
             )
-        test = None
-        if "x_test" in keys and "y_test" in keys:
-            test = (arrays["x_test"], _labels(arrays["y_test"]))
-        val = None
-        if "x_val" in keys and "y_val" in keys:
-            val = (arrays["x_val"], _labels(arrays["y_val"]))
-        names = [str(n) for n in arrays["class_names"]] if "class_names" in keys else None
+    parts = {"train": (x_key, y_key), "val": ("x_val", "y_val"), "test": ("x_test", "y_test")}
+    read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names = None
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            for part, (xk, yk) in parts.items():
+                if xk in keys and yk in keys:
+                    read[part] = _checked_pair(path, xk, yk, arrays[xk], arrays[yk], classes)
+            if "class_names" in keys:
+                names = [str(n) for n in np.asarray(arrays["class_names"]).reshape(-1)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path} could not be read ({type(e).__name__}: {e})") from e
+    x, y = read["train"]
+    checks.check_counts(path, x_key, len(x), 0.0 if "val" in read else fraction)
     default_scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    if np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8:
-        x = x.astype("float32")
-        if test is not None:
-            test = (test[0].astype("float32"), test[1])
-        if val is not None:
-            val = (val[0].astype("float32"), val[1])
+    read = {k: (v[0].astype("float32"), v[1]) for k, v in read.items()}
+    x, y = read["train"]
+    val = read.get("val")
     if val is None:
         train_idx, val_idx = _split_indices(y, fraction, seed)
         val = (x[val_idx], y[val_idx]) if len(val_idx) else None
         x, y = x[train_idx], y[train_idx]
+    test = read.get("test")
     top = max(int(part[1].max(initial=0)) for part in ((x, y), val, test) if part is not None)
     return Source(
         train=_array_split(x, y),
@@ -294,6 +293,16 @@ def _npz(data: dict, fraction: float, seed: int, path: Path) -> Source:
         scale=_scale(data, default_scale),
         name=f"npz ({path})",
     )
+
+
+def _checked_pair(path, x_key, y_key, x, y, classes) -> tuple[np.ndarray, np.ndarray]:
+    checks.check_examples(path, x_key, x)
+    y = checks.check_labels(path, y_key, y, classes)
+    if len(x) != len(y):
+        raise DataError(
+            f"{path}: `{x_key}` has {len(x)} examples but `{y_key}` has {len(y)} labels"
+        )
+    return x, y
 
 
 def _synthetic(
@@ -350,44 +359,49 @@ def _decode(image_size):
 SKIPPED: dict[str, list[str]] = {}  # folder -> unreadable images skipped when it was last listed
 
 
-def _readable_image(path: Path) -> bool:
-    """True if the file decodes as an image (header and data checked, without decoding pixels)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        return True
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return False
-
-
 def _list_folder(root: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """Class folders, image paths and labels; every image decoded once, the bad ones skipped.
+
+    An image that cannot train (truncated, a format TensorFlow does not decode under a known
+    extension, over `data_checks.IMAGE_PIXEL_LIMIT` pixels) is skipped and counted here, before
+    any epoch, rather than ending a run mid-epoch; an empty class folder is warned about.
+    """
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root} has no class folders (expected {root}/<class name>/<images>)")
-    paths, labels, skipped = [], [], []
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
-                if not _readable_image(f):
-                    skipped.append(str(f))
-                    continue
-                paths.append(str(f))
-                labels.append(label)
+    found = [
+        (f, label)
+        for label, name in enumerate(classes)
+        for f in sorted((root / name).rglob("*"))
+        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+    ]
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(checks.image_problem, [f for f, _ in found]))
+    paths = [str(f) for (f, _), p in zip(found, problems, strict=True) if p is None]
+    labels = [label for (_, label), p in zip(found, problems, strict=True) if p is None]
+    why = [f"{f} ({p})" for (f, _), p in zip(found, problems, strict=True) if p is not None]
+    skipped = [str(f) for (f, _), p in zip(found, problems, strict=True) if p is not None]
     if skipped:
         # One bad file must not end a long run: skip it, count it, say which.
+        shown = "; ".join(why[:3]) + ("; ..." if len(why) > 3 else "")
         print(
-            f"warning: skipped {len(skipped)} unreadable image(s) in {root}, e.g. {skipped[0]}",
+            f"warning: skipped {len(skipped)} image(s) in {root} that cannot train: {shown}",
+            file=sys.stderr,
+        )
+    empty = [name for label, name in enumerate(classes) if label not in set(labels)]
+    if empty and paths:
+        print(
+            f"warning: class folder(s) without a usable image in {root}: {', '.join(empty)}; "
+            "the model keeps their classes, which training never shows it",
             file=sys.stderr,
         )
     SKIPPED[str(root)] = skipped
     if not paths:
         raise DataError(
-            f"{root} has no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders "
-            f"({', '.join(classes)})"
+            f"{root} has no usable images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders "
+            f"({', '.join(classes)})" + (f"; {len(skipped)} skipped" if skipped else "")
         )
     return classes, paths, np.asarray(labels, dtype="int32")
 
@@ -502,6 +516,59 @@ def _tfds(data: dict, fraction: float, seed: int, image_size) -> Source:
         raw_shape=raw,
         scale=_scale(data, 1.0 / 255.0),
         name=f"tfds ({name})",
+    )
+
+
+def check_source(source: Source, *, classes: int | None, input_shape) -> None:
+    """What a source gives fits the model: its classes fit the output, its examples the input.
+
+    Raises:
+        DataError: naming the source and the values that do not fit.
+    """
+    if classes is not None and len(source.class_names) > classes:
+        raise DataError(
+            f"{source.name} has {len(source.class_names)} classes, more than the model's "
+            f"{classes} outputs. Received: classes={len(source.class_names)}"
+        )
+    if len(input_shape) != 3:  # not an image: the examples must have the input's shape
+        raw = tuple(source.raw_shape)
+        want = tuple(input_shape)
+        if len(raw) != len(want) or any(
+            w is not None and r != w for r, w in zip(raw, want, strict=True)
+        ):
+            raise DataError(
+                f"{source.name} gives examples of shape {list(raw)}; the model input is "
+                f"{list(want)}. Received: shape={list(raw)}"
+            )
+    elif len(source.raw_shape) not in (2, 3) or (
+        len(source.raw_shape) == 3 and source.raw_shape[-1] not in (None, 1, 3, 4)
+    ):
+        raise DataError(
+            f"{source.name} gives examples of shape {list(source.raw_shape)}; an image input "
+            "takes [H, W] or [H, W, C] with 1, 3 or 4 channels"
+        )
+
+
+def describe(source: Source, geometry: dict[str, Any]) -> str:
+    """One line before the first epoch: the data, its counts per split, and the model input."""
+    counts = [f"{source.train.size} training"]
+    for name, split in (("validation", source.validation), ("test", source.test)):
+        if split is not None and split.size:
+            counts.append(f"{split.size} {name}")
+    raw = "x".join("any" if d is None else str(d) for d in source.raw_shape)
+    model = "x".join("any" if d is None else str(d) for d in geometry["input_shape"])
+    how = []
+    if geometry.get("image_size") and tuple(source.raw_shape[:2]) != tuple(geometry["image_size"]):
+        how.append("resized to {}x{}".format(*geometry["image_size"]))
+    have = 1 if len(source.raw_shape) == 2 else source.raw_shape[-1]
+    if geometry.get("channels") and have not in (None, geometry["channels"]):
+        how.append(f"{have} channel(s) made {geometry['channels']}")
+    fitted = f" ({', '.join(how)})" if how else ""
+    skipped = source.extra.get("skipped") or []
+    skip = f"; {len(skipped)} unusable image(s) skipped" if skipped else ""
+    return (
+        f"Data: {source.name}: {', '.join(counts)} examples of {raw}{fitted}; "
+        f"the model input is {model}{skip}."
     )
 
 

@@ -12,6 +12,7 @@ The views are made after `preprocess` (at `image_size`), with the run's own `mod
 from __future__ import annotations
 
 import importlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from blockspec.training import data as data_lib
-from blockspec.training import files
-from blockspec.training.errors import TrainingError
+from blockspec.training.errors import ModelFileError, RunFolderError, TrainingError
+from blockspec.training.run_folder import RunFolder, read_record
 from blockspec.training.trainer import RUN_FILE
 
 
@@ -128,15 +129,54 @@ def evaluate_run(
             f"{run_dir} is not a finished run folder (it needs {RUN_FILE} and model.keras; "
             "`blockspec train SPEC --out DIR` writes them)"
         )
-    info = files.read_json(run_dir / RUN_FILE)
-    cfg = info["train"]
-    # Off unless asked for: a flip or a shifted crop is not the same class for every data set
-    # (a mirrored digit is another digit).
-    views = list(tta if tta is not None else (cfg.get("evaluate", {}).get("tta") or []))
+    with RunFolder.attach(run_dir) as folder:
+        result = _evaluate(run_dir, model_path, tta, batch_size)
+        folder.write_json("evaluate.json", result.to_json())
+    return result
+
+
+def load_model_file(path: str | Path) -> keras.Model:
+    """`keras.saving.load_model(path, safe_mode=True)`, every failure a `ModelFileError`.
+
+    Safe mode refuses what would run code on loading (a `Lambda` layer, a class from a module
+    such as `os`); a truncated or damaged file is told as such, not as "File not found".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path} not found")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path} is damaged or truncated: not a .keras archive ({path.stat().st_size} bytes)"
+        )
     register_custom_layers()
-    model = keras.saving.load_model(model_path, safe_mode=True)
-    preprocess = model.get_layer("preprocess")
-    network = model.get_layer("network")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # Keras raises ValueError, TypeError, KeyError, OSError, ...
+        text = " ".join(str(e).split())[:300] or type(e).__name__
+        if "safe_mode" in text or "safe mode" in text or "arbitrary code" in text:
+            raise ModelFileError(f"{path} is refused by safe mode: {text}") from e
+        raise ModelFileError(f"{path} cannot be loaded ({type(e).__name__}: {text})") from e
+
+
+def _evaluate(run_dir: Path, model_path: Path, tta, batch_size) -> Evaluation:
+    info = read_record(run_dir / RUN_FILE, "; train the run again with --overwrite")
+    try:
+        cfg = info["train"]
+        views = list(
+            # Off unless asked for: a flip or a shifted crop is not the same class for every
+            # data set (a mirrored digit is another digit).
+            tta if tta is not None else (cfg.get("evaluate", {}).get("tta") or [])
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RunFolderError(
+            f"{run_dir / RUN_FILE} is damaged (no `{e}`); train the run again with --overwrite"
+        ) from e
+    model = load_model_file(model_path)
+    try:
+        preprocess = model.get_layer("preprocess")
+        network = model.get_layer("network")
+    except ValueError as e:
+        raise ModelFileError(f"{model_path} is not a model blockspec trained ({e})") from e
     image_size = info.get("image_size")
     input_shape = info["input_shape"]
     if image_size is None and views:
@@ -208,5 +248,4 @@ def evaluate_run(
         probabilities=probabilities,
         tta_probabilities=tta_probabilities,
     )
-    files.write_json(run_dir / "evaluate.json", result.to_json())
     return result

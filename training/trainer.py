@@ -1,10 +1,11 @@
 """Fit a resolved spec as its `train` section says, and fill the run folder.
 
-The run folder (`runs/<spec name>` by default) holds:
+The run folder (`runs/<spec name>` by default; see `training.run_folder`) holds:
 - `model.keras`: the inference model (train-only outputs removed, preprocessing inside);
 - `spec.yaml`: the resolved spec; `run.json`: what `evaluate` needs (data, class names, shapes);
 - `history.csv`, `metrics.json` (final and best value of every metric), `curves.png`;
-- `logs/`: TensorBoard; `checkpoint/`: the last completed epoch, for `--resume`.
+- `logs/`: TensorBoard; `checkpoint/`: the last completed epoch, for `--resume`;
+- `manifest.json`: the spec's identity and every file above (what `--overwrite` deletes).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.spec import ResolvedSpec
 from blockspec.training import callbacks as run_callbacks
 from blockspec.training import data as data_lib
-from blockspec.training import files
+from blockspec.training import files, run_folder
 from blockspec.training.augment import AugmentError, augment_layers
 from blockspec.training.config import check_train, with_defaults
 from blockspec.training.distributed import custom_fit, make_strategy
-from blockspec.training.errors import TrainingError
-from blockspec.training.export import inference_model, save_model
+from blockspec.training.errors import RunFolderError, TrainingError
+from blockspec.training.export import inference_model
 from blockspec.training.optim import make_optimizer, objectives, output_width, plateau_callback
+from blockspec.training.run_folder import RunFolder
 
 RUN_FILE = "run.json"
 ARTIFACTS = ("run", "trial")
@@ -178,6 +180,7 @@ def train(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     build: Callable[[ResolvedSpec], keras.Model] | None = None,
     callbacks: list[keras.callbacks.Callback] | tuple = (),
     verbose: int | str = 1,
@@ -185,13 +188,17 @@ def train(
     initial_epoch: int = 0,
     initial_weights: str | Path | None = None,
     artifacts: str = "run",
+    records: dict[str, Any] | None = None,
 ) -> RunResult:
     """Fit `resolved` as its `train` section says; write the run folder.
 
     Args:
         resolved: the resolved spec.
-        out_dir: the run folder (created).
-        resume: continue from the folder's last completed epoch (a fresh run when it has none).
+        out_dir: the run folder: new, empty, or a run of blockspec (see `RunFolder.open`).
+        resume: continue the folder's run from its last completed epoch (the same spec is
+            required; a fresh run when it has no checkpoint).
+        overwrite: replace the folder's run (deletes only the files its manifest lists). With
+            `resume`: continue the run when it is this spec's, else replace it.
         build: makes the training model from the spec (default: `builder.build_model`).
         callbacks: extra Keras callbacks.
         verbose: Keras' verbosity (1: a progress bar per epoch).
@@ -207,13 +214,17 @@ def train(
             every `TRIAL_CHECKPOINT_SECONDS` and writes neither curves nor `model.keras`
             (keras-tuner keeps the trial's best weights), so that a short trial costs little
             more than its training.
+        records: more JSON files to write into the folder first, by name.
 
     Returns:
-        A `RunResult`; `stopped == "nan"` when the loss became NaN.
+        A `RunResult`; `stopped == "nan"` when the loss became NaN. `run.json` ends with the
+        status `finished`, `failed` or `interrupted` and the reason, whatever happens.
 
     Raises:
         SpecError: the `train` section (or its fit to the model) is wrong.
-        DataError: the data source could not be read.
+        DataError: the data source could not be read, or its data cannot train the model.
+        RunFolderError: the folder is in use, another run's, not a run, or damaged.
+        WriteError: the disk filled (the files written before are intact).
 
     Example:
         >>> result = train(builder.resolve_spec("digits_cnn"), "runs/digits_cnn")  # doctest: +SKIP
@@ -227,21 +238,95 @@ def train(
     out = Path(out_dir)
     if not worker.chief:
         out = out / f"worker-{worker.index}"
-    out.mkdir(parents=True, exist_ok=True)
+    record = run_folder.spec_record(resolved.document, cfg)
+    info: dict[str, Any] = {"name": resolved.name, "spec_file": str(resolved.file)}
+    with RunFolder.open(
+        out, record, name=resolved.name, resume=resume, overwrite=overwrite
+    ) as folder:
+        if folder.replaced:
+            print(f"{out}: {folder.replaced}.")
+        if resume and not folder.resumable:
+            print(f"Nothing to resume in {out}: starting a fresh run.")
+        try:
+            _end(folder, info, "running", "")
+            for rel, value in (records or {}).items():
+                folder.write_json(rel, value)
+            setup = _prepare(resolved, cfg, strategy, build or default_build, base_dir)
+            setup.chief = worker.chief
+            result = _fit(
+                setup, folder, info, callbacks, verbose, initial_epoch, initial_weights, artifacts
+            )
+        except KeyboardInterrupt:
+            _end(folder, info, "interrupted", _kept_line(out, "interrupted (Ctrl-C)"))
+            raise
+        except BaseException as e:
+            _end(folder, info, "failed", _kept_line(out, _reason(e)))
+            raise
+    result.seconds = time.time() - started
+    return result
+
+
+def _reason(error: BaseException, limit: int = 2000) -> str:
+    text = str(error) if isinstance(error, (SpecError, TrainingError)) else ""
+    text = text or f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kept_line(out: Path, what: str) -> str:
+    """`what`, and the epoch the checkpoint holds (what `--resume` continues from)."""
+    try:
+        state = run_callbacks.load_state(out)
+    except TrainingError:
+        state = None
+    if state is None:
+        return f"{what}; no epoch completed, nothing kept"
+    return f"{what}; the checkpoint of epoch {state['epoch']} is kept"
+
+
+def _end(folder: RunFolder, info: dict, status: str, reason: str) -> None:
+    """`run.json` with this status; a write that fails (a full disk) is not a second error."""
+    info.update(status=status, reason=reason)
+    try:
+        folder.write_json(RUN_FILE, info)
+    except (TrainingError, OSError):
+        if status == "running":
+            raise
+
+
+@dataclass
+class _Setup:
+    """What a run trains: the compiled model, its data, and how it was made."""
+
+    resolved: ResolvedSpec
+    cfg: dict[str, Any]
+    strategy: Any
+    model: keras.Model
+    main: str
+    classes: int
+    source: Any
+    geometry: dict[str, Any]
+    preprocess: keras.Model
+    fit_layer: Any
+    pipes: Any
+    base_dir: Path | None
+    objectives: Any
+    jit: Any
+    chief: bool = True
+
+
+def _prepare(resolved, cfg, strategy, build, base_dir) -> _Setup:
+    """Build and compile the model; read, check and describe the data; make the pipelines."""
     seed = int(cfg["seed"])
     keras.utils.set_random_seed(seed)
     geometry = image_geometry(resolved, cfg)
     if base_dir is None and resolved.file and Path(resolved.file).is_file():
         base_dir = Path(resolved.file).resolve().parent
-
-    build = build or default_build
     with dtype_policy(cfg["precision"]), strategy.scope():
         model = build(resolved)
     names = _check_contract(model, resolved)
     main = next((o.name for o in resolved.outputs if not o.train_only), names[0])
     classes = output_width(model, main)
     obj = objectives(resolved.outputs, model, float(cfg["label_smoothing"]))
-
     source = data_lib.load_source(
         cfg["data"],
         image_size=geometry["image_size"],
@@ -250,6 +335,8 @@ def train(
         seed=seed,
         base_dir=base_dir,
     )
+    data_lib.check_source(source, classes=classes, input_shape=geometry["input_shape"])
+    print(data_lib.describe(source, geometry), flush=True)
     preprocess = data_lib.preprocess_model(
         source.raw_shape, geometry["image_size"], geometry["channels"], source.scale
     )
@@ -268,7 +355,6 @@ def train(
     def targets(y):
         return {n: tf.one_hot(y, obj.one_hot[n]) if n in obj.one_hot else y for n in names}
 
-    multi_worker = cfg["distribute"] == "multi_worker"
     input_name = next(iter(model.input)) if isinstance(model.input, dict) else None
 
     def features(x):
@@ -289,7 +375,7 @@ def train(
         batch_size=int(cfg["batch_size"]),
         seed=seed,
         cache=cfg["data"].get("cache", "auto"),
-        drop_remainder=multi_worker,
+        drop_remainder=cfg["distribute"] == "multi_worker",
         deterministic=bool(cfg["deterministic"]),
     )
     jit = cfg["jit_compile"]
@@ -309,33 +395,71 @@ def train(
             metrics=obj.metrics,
             jit_compile=jit,
         )
+    return _Setup(
+        resolved=resolved,
+        cfg=cfg,
+        strategy=strategy,
+        model=model,
+        main=main,
+        classes=classes,
+        source=source,
+        geometry=geometry,
+        preprocess=preprocess,
+        fit_layer=fit_layer,
+        pipes=pipes,
+        base_dir=base_dir,
+        objectives=obj,
+        jit=jit,
+    )
 
-    state = run_callbacks.load_state(out) if resume else None
-    history: dict[str, list] = {}
+
+def _load_weights(model: keras.Model, path: str | Path) -> None:
+    """`model.load_weights`, a damaged or foreign file told as a `RunFolderError` naming it."""
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise RunFolderError(
+            f"the checkpoint {path} cannot be loaded ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); it is damaged or not this "
+            "model's. Start afresh with --overwrite."
+        ) from e
+
+
+def _restore(setup: _Setup, folder: RunFolder, initial_epoch: int, initial_weights):
+    """The epoch to start from and the history so far: the checkpoint's when resuming."""
+    model, strategy, epochs = setup.model, setup.strategy, int(setup.cfg["epochs"])
+    state = run_callbacks.load_state(folder.path) if folder.resumable else None
     if state is not None:
+        if state["epoch"] > epochs:
+            raise RunFolderError(
+                f"{folder.path / 'checkpoint' / 'state.json'} says {state['epoch']} epochs are "
+                f"done, but the run has {epochs}; it is damaged. Start afresh with --overwrite."
+            )
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(state["weights_path"])
-        initial_epoch, history = int(state["epoch"]), state["history"]
-        print(f"Resuming {out} after epoch {initial_epoch} of {cfg['epochs']}.")
-    else:
-        if resume:
-            print(f"Nothing to resume in {out}: starting a fresh run.")
-        run_callbacks.clear_checkpoints(out)
-        initial_epoch = min(max(0, int(initial_epoch)), int(cfg["epochs"]))
-        if initial_weights is not None or initial_epoch:
-            with strategy.scope():
-                if not model.optimizer.built:
-                    model.optimizer.build(model.trainable_variables)
-        if initial_weights is not None:  # the weights and the optimizer's moments
-            model.load_weights(str(initial_weights))
-        if initial_epoch:  # schedules read the step count: start where those epochs left it
-            model.optimizer.iterations.assign(initial_epoch * pipes.steps_per_epoch)
+            _load_weights(model, state["weights_path"])
+        if state["epoch"] == epochs:
+            print(f"{folder.path} has completed all {epochs} epochs: nothing left to train.")
+        else:
+            print(f"Resuming {folder.path} after epoch {state['epoch']} of {epochs}.")
+        return int(state["epoch"]), state["history"]
+    initial_epoch = min(max(0, int(initial_epoch)), epochs)
+    if initial_weights is not None or initial_epoch:
+        with strategy.scope():
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+    if initial_weights is not None:  # the weights and the optimizer's moments
+        _load_weights(model, initial_weights)
+    if initial_epoch:  # schedules read the step count: start where those epochs left it
+        model.optimizer.iterations.assign(initial_epoch * setup.pipes.steps_per_epoch)
+    return initial_epoch, {}
 
-    run_info = {
-        "name": resolved.name,
-        "spec_file": str(resolved.file),
-        "base_dir": str(base_dir) if base_dir else None,
+
+def _run_info(setup: _Setup) -> dict[str, Any]:
+    """What `evaluate` needs of a run (`run.json`)."""
+    resolved, geometry, source, cfg = setup.resolved, setup.geometry, setup.source, setup.cfg
+    return {
+        "base_dir": str(setup.base_dir) if setup.base_dir else None,
         "source": source.name,
         "class_names": source.class_names,
         "raw_shape": list(source.raw_shape),
@@ -346,28 +470,37 @@ def train(
             {"name": o.name, "train_only": o.train_only, "loss_weight": o.loss_weight}
             for o in resolved.outputs
         ],
-        "main_output": main,
-        "classes": classes,
+        "main_output": setup.main,
+        "classes": setup.classes,
         "train": cfg,
-        "replicas": int(strategy.num_replicas_in_sync),
+        "replicas": int(setup.strategy.num_replicas_in_sync),
         "train_examples": source.train.size,
         "validation_examples": source.validation.size if source.validation else 0,
-        "status": "running",
     }
-    files.write_text(out / "spec.yaml", files.yaml_text(resolved.document, sort_keys=False))
-    files.write_json(out / RUN_FILE, run_info)
+
+
+def _fit(setup, folder, info, callbacks, verbose, initial_epoch, initial_weights, artifacts):
+    """Train from where the folder's run stands; record every epoch; export; finish run.json."""
+    cfg = setup.cfg
+    initial_epoch, history = _restore(setup, folder, initial_epoch, initial_weights)
+    info.update(_run_info(setup))
+    folder.write_text("spec.yaml", files.yaml_text(setup.resolved.document, sort_keys=False))
+    _end(folder, info, "running", "")
 
     trial = artifacts == "trial"
     recorder = run_callbacks.RunFiles(
-        out,
+        folder,
         history,
         checkpoint_every=TRIAL_CHECKPOINT_SECONDS if trial else 0.0,
         curves=not trial,
     )
-    callback_list: list[keras.callbacks.Callback] = [recorder]
-    callback_list.append(
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0)
-    )
+    folder.own("logs/*events.out.tfevents.*")  # TensorBoard writes them, not atomic_write
+    callback_list: list[keras.callbacks.Callback] = [
+        recorder,
+        keras.callbacks.TensorBoard(
+            log_dir=str(folder.path / "logs"), write_graph=False, profile_batch=0
+        ),
+    ]
     plateau = plateau_callback(cfg.get("schedule"))
     if plateau is not None:
         callback_list.append(plateau)
@@ -378,33 +511,43 @@ def train(
     callback_list.extend(callbacks)
 
     if initial_epoch < cfg["epochs"]:
-        if multi_worker:
-            custom_fit(
-                model,
-                strategy,
-                train=pipes.train,
-                validation=pipes.validation,
-                objectives=obj,
-                global_batch_size=int(cfg["batch_size"]),
-                steps_per_epoch=pipes.steps_per_epoch,
-                epochs=int(cfg["epochs"]),
-                initial_epoch=initial_epoch,
-                callbacks=callback_list,
-                verbose=1 if verbose and worker.chief else 0,
-                jit_compile=jit is True,
-            )
-        else:
-            model.fit(
-                **pipes.fit_arguments(int(cfg["epochs"]) - initial_epoch, autotune=not trial),
-                epochs=int(cfg["epochs"]),
-                initial_epoch=initial_epoch,
-                callbacks=callback_list,
-                verbose=verbose,
-                shuffle=False,  # the pipeline shuffles
-            )
+        _run_epochs(setup, callback_list, initial_epoch, verbose, trial)
     elif recorder.history:
         recorder.write_files()
+    return _finish(setup, folder, info, recorder, stopper, trial)
 
+
+def _run_epochs(setup: _Setup, callback_list, initial_epoch, verbose, trial) -> None:
+    cfg, model, pipes = setup.cfg, setup.model, setup.pipes
+    if cfg["distribute"] == "multi_worker":
+        custom_fit(
+            model,
+            setup.strategy,
+            train=pipes.train,
+            validation=pipes.validation,
+            objectives=setup.objectives,
+            global_batch_size=int(cfg["batch_size"]),
+            steps_per_epoch=pipes.steps_per_epoch,
+            epochs=int(cfg["epochs"]),
+            initial_epoch=initial_epoch,
+            callbacks=callback_list,
+            verbose=1 if verbose and setup.chief else 0,
+            jit_compile=setup.jit is True,
+        )
+    else:
+        model.fit(
+            **pipes.fit_arguments(int(cfg["epochs"]) - initial_epoch, autotune=not trial),
+            epochs=int(cfg["epochs"]),
+            initial_epoch=initial_epoch,
+            callbacks=callback_list,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles
+        )
+
+
+def _finish(setup, folder, info, recorder, stopper, trial) -> RunResult:
+    """The NaN and early-stopping messages, `model.keras`, and `run.json` as finished/failed."""
+    model, out = setup.model, folder.path
     stopped, message = None, ""
     done = recorder.last_good_epoch
     if recorder.nan is not None:
@@ -413,7 +556,7 @@ def train(
         where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch >= 0 else "")
         kept = run_callbacks.load_state(out)
         if kept is not None:
-            model.load_weights(kept["weights_path"])
+            _load_weights(model, kept["weights_path"])
             keep = (
                 f"The last good checkpoint (epoch {kept['epoch']}) is kept in {out / 'checkpoint'}, "
                 f"and model.keras holds its weights."
@@ -431,16 +574,21 @@ def train(
 
     model_path = None
     if done > 0 and not trial:
-        export = inference_model(model, resolved.outputs, preprocess, fit_layer, name=resolved.name)
-        model_path = save_model(export, out / "model.keras")
-    seconds = time.time() - started
-    run_info.update(
-        status=stopped or "completed",
-        epochs_done=done,
-        message=message,
-        seconds_last_call=round(seconds, 2),
-    )
-    files.write_json(out / RUN_FILE, run_info)
+        export = inference_model(
+            model,
+            setup.resolved.outputs,
+            setup.preprocess,
+            setup.fit_layer,
+            name=setup.resolved.name,
+        )
+        model_path = folder.write(
+            "model.keras",
+            export.save,
+            suffix=".keras",
+            size=run_callbacks.weights_bytes(export),
+        )
+    info.update(stopped=stopped, epochs_done=done, message=message)
+    _end(folder, info, "failed" if stopped == "nan" else "finished", message or "all epochs ran")
     return RunResult(
         out_dir=out,
         epochs=done,
@@ -449,7 +597,6 @@ def train(
         stopped=stopped,
         message=message,
         model_path=model_path,
-        replicas=int(strategy.num_replicas_in_sync),
-        seconds=seconds,
+        replicas=int(setup.strategy.num_replicas_in_sync),
         model=model,
     )

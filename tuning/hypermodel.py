@@ -24,10 +24,10 @@ from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path
 from blockspec.builder.resolve import resolve_spec
 from blockspec.builder.spaces import Chooser, default_value
 from blockspec.builder.spec import ResolvedSpec
-from blockspec.training import trainer
-from blockspec.training.callbacks import load_state
+from blockspec.training import files, trainer
+from blockspec.training.callbacks import load_state, weights_bytes
 from blockspec.training.config import with_defaults
-from blockspec.training.errors import DataError, TrainingError
+from blockspec.training.errors import DataError, TrainingError, WriteError
 from blockspec.tuning.document import PathT, SpaceIndex, concrete_document, contains_space
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the callback every trial gets
 
@@ -279,9 +279,7 @@ class SpecHyperModel(kt.HyperModel):
         )
         out = self.run_dir(execution)
         values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
-        resume = _same_values(out, values) and load_state(out) is not None
-        out.mkdir(parents=True, exist_ok=True)
-        (out / VALUES_FILE).write_text(json.dumps(values, sort_keys=True, default=str))
+        resume = _same_values(out, values) and _resumable(out)
         # A continued trial starts from the weights keras-tuner loaded into `model`; the file
         # also holds the optimizer's state (Adam's moments), which loading before `compile`
         # skips: the trainer loads it again after compiling.
@@ -292,6 +290,8 @@ class SpecHyperModel(kt.HyperModel):
                 run,
                 out,
                 resume=resume,
+                overwrite=True,  # the trial's folder is the search's: replace what it holds
+                records={VALUES_FILE: json.loads(json.dumps(values, sort_keys=True, default=str))},
                 initial_weights=None if resume else start,
                 build=_builder(model, cfg["distribute"]),
                 callbacks=[_in_memory(c, self.keep_weights) for c in callbacks or []],
@@ -301,6 +301,8 @@ class SpecHyperModel(kt.HyperModel):
             )
         except DataError as e:
             raise kt.errors.FatalError(f"the data could not be read: {e}") from e
+        except WriteError as e:  # a full disk does not empty itself for the next trial
+            raise kt.errors.FatalError(str(e)) from e
         except (SpecError, TrainingError) as e:
             raise kt.errors.FailedTrialError(one_line(e)) from e
         except Exception as e:
@@ -407,16 +409,39 @@ class BestEpochInMemory(keras.callbacks.Callback):
             for variable, value in zip(variables, best, strict=True):
                 variable.assign(value)
             self.inner.set_model(self.model)
-            self.inner._save_model()
+            self._save_atomically()
         finally:
             for variable, value in zip(variables, last, strict=True):
                 variable.assign(value)
+
+    def _save_atomically(self) -> None:
+        """keras-tuner's write of the trial's weights, through `files.atomic_write` (a full disk
+        is a `WriteError`, the previous file intact): its `filepath` points at the temporary file
+        while it writes."""
+        final = self.inner.filepath
+
+        def write(tmp: str) -> None:
+            self.inner.filepath = tmp
+            try:
+                self.inner._save_model()
+            finally:
+                self.inner.filepath = final
+
+        files.atomic_write(final, write, suffix=".weights.h5", size=weights_bytes(self.model))
 
 
 def _in_memory(callback, keep: Callable[[float], bool] | None):
     if isinstance(callback, SaveBestEpoch):
         return BestEpochInMemory(callback, keep)
     return callback
+
+
+def _resumable(out: Path) -> bool:
+    """The trial's folder holds a checkpoint (a damaged one: no, the trial starts again)."""
+    try:
+        return load_state(out) is not None
+    except TrainingError:
+        return False
 
 
 def _same_values(out: Path, values: dict) -> bool:

@@ -16,6 +16,7 @@ or stops (a resumed search redraws it).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -42,6 +43,7 @@ from blockspec.training import files
 from blockspec.training.callbacks import best_mode
 from blockspec.training.config import with_defaults
 from blockspec.training.optim import CROSSENTROPY, SPARSE_METRICS
+from blockspec.training.run_folder import RunFolder, run_dir_for
 from blockspec.tuning.document import rebase_data_paths
 from blockspec.tuning.hypermodel import SpecHyperModel
 from keras_tuner.src import config as kt_config
@@ -604,7 +606,8 @@ class SearchResult:
 
 
 def default_out_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-tune"
+    """`runs/<name>-tune`, the name made safe (never a path of its own: `run_folder.safe_name`)."""
+    return run_dir_for(name, None, suffix="-tune")
 
 
 def check_searchable(resolved: ResolvedSpec) -> None:
@@ -667,95 +670,103 @@ def run_search(
     out = Path(out_dir) if out_dir else default_out_dir(resolved.name)
     owner = not role.distributed or role.chief
     overwrite = overwrite and owner
-    resumed = owner and not overwrite and (out / PROJECT / "oracle.json").is_file()
-    if owner:
-        _prepare_folder(out, document, overwrite)
-        if resumed:
-            _mark_resumable(out, role.tuner_id)
-    elif (out / STATE_FILE).is_file():
-        state = files.read_json(out / STATE_FILE)
-        if state.get("fingerprint") != fingerprint(document.data):
-            raise SpecError(
-                f"the chief searches another spec (or other --set values) in {out}: "
-                f"{state.get('spec')}. Give every worker the chief's spec and --set values."
-            )
-    if not resolved.hyperparameters:
-        console.print("The spec has no search spaces: one trial trains it as it is.")
-    role.apply()
-    if role.distributed:
-        _quiet_conditions()
-
-    tune = resolved.tune
-    cap = tune.get("max_epochs") if tune.get("tuner", "random") != "hyperband" else None
-    hypermodel = SpecHyperModel(document, objective, max_epochs=cap, limits=limits)
-    table: TrialTable | None = None
-    writer = SearchFiles(out, hypermodel, spec_label=spec if isinstance(spec, str) else None)
-
-    def make_table(oracle) -> TrialTable:
-        nonlocal table
-        table = TrialTable(oracle, console=console, objective=objective, on_trial_end=writer.write)
-        writer.table = table
-        return table
-
-    tuner = make_tuner(
-        hypermodel,
-        resolved,
-        out,
-        overwrite=overwrite,
-        display_factory=make_table if owner else None,
-        console=console,
-    )
-    if owner:
-        files.write_json(
-            out / STATE_FILE,
-            {
-                "spec": document.file,
-                "fingerprint": fingerprint(document.data),
-                "tuner": tune.get("tuner", "random"),
-                "objective": {"name": objective.name, "direction": objective.direction},
-            },
-        )
-        done = len(tuner.oracle.trials)
-        if resumed:
-            console.print(f"Resuming the search in {out}: {done} trials so far.", soft_wrap=True)
-        else:
-            kind = tune.get("tuner", "random")
-            console.print(f"Searching {resolved.name} ({kind}) -> {out}", soft_wrap=True)
-        tuner.save()  # a search killed during its first trial resumes it
-    try:
-        if role.chief:
-            assert table is not None
-            console.print(
-                f"Oracle listening on {role.host}:{role.port}; start the workers.", soft_wrap=True
-            )
-            with table.showing():
-                serve_oracle(tuner, role.host, role.port)
-        elif role.worker is not None:
-            with frozen_heap(), data_lib.shared_between_runs():
-                tuner.search(callbacks=list(callbacks))
-        else:
-            assert table is not None
-            with table.showing(), frozen_heap(), data_lib.shared_between_runs():
-                tuner.search(callbacks=list(callbacks))
-    finally:
+    # One search writes a folder at a time (workers write only their trials, via the chief).
+    lock = RunFolder.lock(out) if owner else contextlib.nullcontext()
+    with lock:
+        resumed = owner and not overwrite and (out / PROJECT / "oracle.json").is_file()
         if owner:
-            writer.write(tuner.oracle, plot=True)
-    result = SearchResult(out_dir=out, objective=objective, resumed=resumed)
-    result.seconds = time.time() - started
-    if not owner:
+            _prepare_folder(out, document, overwrite)
+            if resumed:
+                _mark_resumable(out, role.tuner_id)
+        elif (out / STATE_FILE).is_file():
+            state = files.read_json(out / STATE_FILE)
+            if state.get("fingerprint") != fingerprint(document.data):
+                raise SpecError(
+                    f"the chief searches another spec (or other --set values) in {out}: "
+                    f"{state.get('spec')}. Give every worker the chief's spec and --set values."
+                )
+        if not resolved.hyperparameters:
+            console.print("The spec has no search spaces: one trial trains it as it is.")
+        role.apply()
+        if role.distributed:
+            _quiet_conditions()
+
+        tune = resolved.tune
+        cap = tune.get("max_epochs") if tune.get("tuner", "random") != "hyperband" else None
+        hypermodel = SpecHyperModel(document, objective, max_epochs=cap, limits=limits)
+        table: TrialTable | None = None
+        writer = SearchFiles(out, hypermodel, spec_label=spec if isinstance(spec, str) else None)
+
+        def make_table(oracle) -> TrialTable:
+            nonlocal table
+            table = TrialTable(
+                oracle, console=console, objective=objective, on_trial_end=writer.write
+            )
+            writer.table = table
+            return table
+
+        tuner = make_tuner(
+            hypermodel,
+            resolved,
+            out,
+            overwrite=overwrite,
+            display_factory=make_table if owner else None,
+            console=console,
+        )
+        if owner:
+            files.write_json(
+                out / STATE_FILE,
+                {
+                    "spec": document.file,
+                    "fingerprint": fingerprint(document.data),
+                    "tuner": tune.get("tuner", "random"),
+                    "objective": {"name": objective.name, "direction": objective.direction},
+                },
+            )
+            done = len(tuner.oracle.trials)
+            if resumed:
+                console.print(
+                    f"Resuming the search in {out}: {done} trials so far.", soft_wrap=True
+                )
+            else:
+                kind = tune.get("tuner", "random")
+                console.print(f"Searching {resolved.name} ({kind}) -> {out}", soft_wrap=True)
+            tuner.save()  # a search killed during its first trial resumes it
+        try:
+            if role.chief:
+                assert table is not None
+                console.print(
+                    f"Oracle listening on {role.host}:{role.port}; start the workers.",
+                    soft_wrap=True,
+                )
+                with table.showing():
+                    serve_oracle(tuner, role.host, role.port)
+            elif role.worker is not None:
+                with frozen_heap(), data_lib.shared_between_runs():
+                    tuner.search(callbacks=list(callbacks))
+            else:
+                assert table is not None
+                with table.showing(), frozen_heap(), data_lib.shared_between_runs():
+                    tuner.search(callbacks=list(callbacks))
+        finally:
+            if owner:
+                writer.write(tuner.oracle, plot=True)
+        result = SearchResult(out_dir=out, objective=objective, resumed=resumed)
+        result.seconds = time.time() - started
+        if not owner:
+            return result
+        trials = list(tuner.oracle.trials.values())
+        result.trials = len(trials)
+        result.completed = sum(t.status == "COMPLETED" for t in trials)
+        result.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
+        best = best_trial(tuner.oracle)
+        if best is not None:
+            result.best_id, result.best_score = best.trial_id, best.score
+            result.best_values = {
+                k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")
+            }
+            result.best_path = out / "best.yaml"
         return result
-    trials = list(tuner.oracle.trials.values())
-    result.trials = len(trials)
-    result.completed = sum(t.status == "COMPLETED" for t in trials)
-    result.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
-    best = best_trial(tuner.oracle)
-    if best is not None:
-        result.best_id, result.best_score = best.trial_id, best.score
-        result.best_values = {
-            k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")
-        }
-        result.best_path = out / "best.yaml"
-    return result
 
 
 @contextmanager
