@@ -10,6 +10,8 @@ package's modules and data (setup.cfg maps the repository root to `blockspec`).
 
 __version__ = "0.2.0"
 
+from pathlib import Path  # noqa: E402
+
 from blockspec import blocks  # noqa: E402, F401  (registers the built-in step types)
 from blockspec.builder import (  # noqa: E402
     Limits,
@@ -29,6 +31,8 @@ def build_model(
     inference: bool = False,
     compile: bool = False,
     steps_per_epoch: int | None = None,
+    weights=None,
+    weights_strict: bool = False,
 ):
     """Builds a `keras.Model` from a spec (a zoo name, a path, a mapping or a `ResolvedSpec`).
 
@@ -39,6 +43,10 @@ def build_model(
         compile: compile with the spec's losses, loss weights, metrics and `train.optimizer`,
             as `blockspec train` does.
         steps_per_epoch: batches per epoch; needed with `compile=True` when `train.schedule` is set.
+        weights: start from these weights (a `.keras`, `.weights.h5` or legacy `.h5` file, or
+            `imagenet` for a zoo spec): by layer name and shape, then by structure; the report
+            line is printed.
+        weights_strict: refuse weights that do not all load.
 
     Example:
         >>> ready = build_model("googlenet", compile=True)  # doctest: +SKIP
@@ -48,6 +56,15 @@ def build_model(
 
     resolved = resolve_spec(spec, overrides)
     model = compile_spec(resolved, inference=inference).model
+    if weights is not None:
+        from blockspec.builder.weights import load_weights, weights_file
+
+        base = (
+            Path(resolved.file).parent if resolved.file and Path(resolved.file).is_file() else None
+        )
+        print(
+            load_weights(model, weights_file(weights, resolved.name, base), weights_strict).line()
+        )
     if compile:
         from blockspec.training.optim import compile_for_spec
 

@@ -25,6 +25,7 @@ from typing import Any
 from blockspec import __version__
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import Limits, parse_override
+from blockspec.builder.weights import WeightsError
 from blockspec.errors import MissingTool, UsageError
 from blockspec.training.errors import TrainingError
 
@@ -35,6 +36,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
     (MissingTool, 2),
     (TrainingError, 2),
+    (WeightsError, 2),
     (KeyboardInterrupt, 130),
 )
 
@@ -329,10 +331,34 @@ def _args_build(p: argparse.ArgumentParser) -> None:
     _spec_args(p)
     p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
     p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
+    _weights_args(p)
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="start from these weights (.keras, .weights.h5, legacy .h5, or imagenet): "
+        "by layer name and shape, then by structure",
+    )
+    p.add_argument(
+        "--weights-strict", action="store_true", help="refuse weights that do not all load"
+    )
+
+
+def _load_weights(model, resolved, args) -> None:
+    if not args.weights:
+        return
+    from blockspec.builder.weights import load_weights, weights_file
+
+    path = weights_file(args.weights, resolved.name)
+    print(load_weights(model, path, strict=args.weights_strict).line())
 
 
 def cmd_build(args) -> int:
-    built = _build(_resolve(args.spec, args), args, inference=args.inference)
+    resolved = _resolve(args.spec, args)
+    built = _build(resolved, args, inference=args.inference)
+    _load_weights(built.model, resolved, args)
     built.model.summary(line_length=min(120, max(80, _columns())))
     if args.save:
         built.model.save(args.save)
