@@ -489,6 +489,7 @@ def _args_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace the run in --out (deletes only the files blockspec wrote there)",
     )
+    _weights_args(p)
 
 
 def cmd_train(args) -> int:
@@ -503,6 +504,8 @@ def cmd_train(args) -> int:
         args.resume,
         _limits(args),
         overwrite=args.overwrite,
+        weights=args.weights,
+        weights_strict=args.weights_strict,
     )
 
 

@@ -46,6 +46,8 @@ def train_command(
     resume: bool,
     limits: Limits | None = None,
     overwrite: bool = False,
+    weights: str | None = None,
+    weights_strict: bool = False,
 ) -> int:
     """`blockspec train SPEC [--set ...] [--out DIR] [--resume | --overwrite] [--limit ...]`.
 
@@ -56,6 +58,9 @@ def train_command(
         resume: continue from the folder's last completed epoch.
         limits: bounds on untrusted input, as `--limit` sets them (default: the defaults).
         overwrite: replace the folder's earlier run (only the files blockspec wrote there).
+        weights: start from this weights file (`--weights`); its path and sha256 go to
+            `weights.json` in the run folder.
+        weights_strict: refuse weights that do not all load.
 
     Returns:
         0 when every epoch ran (or early stopping ended the run), 1 when the loss became NaN,
@@ -81,8 +86,15 @@ def train_command(
     try:
         # A progress bar in a terminal; one line per epoch in a log file or CI.
         verbose = 1 if sys.stdout.isatty() else 2
+        build, records = _weights_build(resolved, weights, weights_strict, console)
         result = trainer.train(
-            resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose
+            resolved,
+            run_dir,
+            resume=resume,
+            overwrite=overwrite,
+            verbose=verbose,
+            build=build,
+            records=records,
         )
     except TrainingError as e:
         console.print("[bold red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
@@ -186,3 +198,22 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
                 "train.evaluate.tta chooses them"
             )
     return 0
+
+
+def _weights_build(resolved, weights: str | None, strict: bool, console: Console):
+    """The trainer's `build` and `records` for `--weights`: (None, None) without it."""
+    if not weights:
+        return None, None
+    from blockspec.builder.weights import file_sha256, load_weights, weights_file
+    from blockspec.training.trainer import default_build
+
+    path = weights_file(weights, resolved.name)
+    record = {"path": str(path.resolve()), "sha256": file_sha256(path), "strict": strict}
+
+    def build(spec):
+        model = default_build(spec)
+        report = load_weights(model, path, strict=strict)
+        console.print(escape(report.line()), highlight=False, soft_wrap=True)
+        return model
+
+    return build, {"weights.json": record}
