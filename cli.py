@@ -355,8 +355,20 @@ def _load_weights(model, resolved, args) -> None:
     print(load_weights(model, path, strict=args.weights_strict).line())
 
 
+def _shapes_checked(resolved, args):
+    """Every step's shapes and each output against its loss, before any data is read or any
+    file written (`build`, `train`, `tune`); refused as a located `SpecError`."""
+    _import_tensorflow(args)
+    from blockspec.builder.shapes import check_shapes
+
+    problems = check_shapes(resolved)
+    if problems:
+        raise SpecError(problems)
+    return resolved
+
+
 def cmd_build(args) -> int:
-    resolved = _resolve(args.spec, args)
+    resolved = _shapes_checked(_resolve(args.spec, args), args)
     built = _build(resolved, args, inference=args.inference)
     _load_weights(built.model, resolved, args)
     built.model.summary(line_length=min(120, max(80, _columns())))
@@ -493,8 +505,7 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    _resolve(args.spec, args)
-    _import_tensorflow(args)
+    _shapes_checked(_resolve(args.spec, args), args)
     from blockspec.training.commands import train_command
 
     return train_command(
@@ -581,8 +592,7 @@ def _args_tune(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tune(args) -> int:
-    _resolve(args.spec, args)
-    _import_tensorflow(args)
+    _shapes_checked(_resolve(args.spec, args), args)
     from blockspec.tuning.commands import tune_command
 
     return tune_command(
