@@ -607,7 +607,9 @@ def apply_overrides(doc: Document, overrides: dict[str, Any]) -> Document:
     problems = []
     for key, value in overrides.items():
         where = Mark(f"--set {key}", 1, 1)
-        parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in str(key).split(".")]
+        parts: list[Any] = [
+            int(p) if re.fullmatch(r"-?[0-9]+", p) else p for p in str(key).split(".")
+        ]
         if not key or any(p == "" for p in parts):
             problems.append(
                 Problem(f"--set key must be a dotted path. Received: {key!r}", mark=where)

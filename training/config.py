@@ -25,7 +25,8 @@ from blockspec.builder.resolve.train_keys import (
     TTA_VIEWS,
     with_defaults,
 )
-from blockspec.builder.resolve.train_rules import check_train, unknown_choice
+from blockspec.builder.resolve.checks import unknown_choice
+from blockspec.builder.resolve.train_rules import check_train
 
 __all__ = [
     "AUGMENT_LAYERS",

@@ -72,6 +72,37 @@ OPTIMIZERS = (
     "rmsprop",
     "sgd",
 )
+# Keyword arguments of each Keras optimizer (keras 3.15; `name` and `weight_decay` are set by
+# blockspec). tests/test_check_phase.py compares them with the installed Keras.
+_OPTIMIZER_COMMON = (
+    "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+    "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps",
+)  # fmt: skip
+OPTIMIZER_ARGS = {
+    name: (*_OPTIMIZER_COMMON, *own)
+    for name, own in {
+        "adadelta": ("rho", "epsilon"),
+        "adafactor": ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold", "relative_step"),
+        "adagrad": ("initial_accumulator_value", "epsilon"),
+        "adam": ("beta_1", "beta_2", "epsilon", "amsgrad"),
+        "adamw": ("beta_1", "beta_2", "epsilon", "amsgrad"),
+        "adamax": ("beta_1", "beta_2", "epsilon"),
+        "ftrl": (
+            "learning_rate_power", "initial_accumulator_value", "l1_regularization_strength",
+            "l2_regularization_strength", "l2_shrinkage_regularization_strength", "beta",
+        ),
+        "lamb": ("beta_1", "beta_2", "epsilon"),
+        "lion": ("beta_1", "beta_2"),
+        "muon": (
+            "adam_beta_1", "adam_beta_2", "adam_weight_decay", "epsilon", "exclude_layers",
+            "exclude_embeddings", "muon_a", "muon_b", "muon_c", "adam_lr_ratio", "momentum",
+            "ns_steps", "nesterov", "rms_rate",
+        ),
+        "nadam": ("beta_1", "beta_2", "epsilon"),
+        "rmsprop": ("rho", "momentum", "epsilon", "centered"),
+        "sgd": ("momentum", "nesterov"),
+    }.items()
+}  # fmt: skip
 SCHEDULES = ("constant", "warmup", "step", "cosine", "reduce_on_plateau")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")

@@ -5,10 +5,20 @@ Pure Python: the resolver calls it once; training trusts what it gets.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from blockspec.builder.errors import close_matches
+from blockspec.builder.resolve.checks import (
+    choice,
+    is_int,
+    is_number,
+    number,
+    one_key,
+    positive_int,
+    size_pair,
+    suggest,
+    unknown_choice,
+    unknown_keys,
+)
 from blockspec.builder.resolve.common import not_finite
 from blockspec.builder.resolve.train_keys import (
     AUGMENT_LAYERS,
@@ -17,6 +27,7 @@ from blockspec.builder.resolve.train_keys import (
     EARLY_STOPPING_KEYS,
     FACTOR_LAYERS,
     FLIP_MODES,
+    OPTIMIZER_ARGS,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULE_KEYS,
@@ -48,20 +59,20 @@ def check_train(train: Any) -> list[tuple[str, str]]:
         return problems
     if not isinstance(train, dict):
         return [("", f"`train` must be a mapping. Received: train={train!r}")]
-    _unknown_keys(problems, "", train, TRAIN_DEFAULTS, "train key")
+    unknown_keys(problems, "", train, TRAIN_DEFAULTS, "train key")
     if "data" in train:
         _check_data(problems, train["data"])
-    _positive_int(problems, train, "batch_size")
-    _positive_int(problems, train, "epochs")
+    positive_int(problems, train, "batch_size")
+    positive_int(problems, train, "epochs")
     if "optimizer" in train:
         _check_optimizer(problems, train["optimizer"])
     if train.get("schedule") is not None:
         _check_schedule(problems, train["schedule"])
-    _number(problems, train, "weight_decay", low=0.0)
-    _number(problems, train, "label_smoothing", low=0.0, high=1.0, high_open=True)
+    number(problems, train, "weight_decay", low=0.0)
+    number(problems, train, "label_smoothing", low=0.0, high=1.0, high_open=True)
     if "augment" in train:
         _check_augment(problems, train["augment"])
-    _choice(problems, train, "precision", PRECISIONS, "precision")
+    choice(problems, train, "precision", PRECISIONS, "precision")
     if "jit_compile" in train and train["jit_compile"] not in (True, False, "auto"):
         problems.append(
             (
@@ -70,7 +81,7 @@ def check_train(train: Any) -> list[tuple[str, str]]:
                 f"Received: jit_compile={train['jit_compile']!r}",
             )
         )
-    _choice(problems, train, "distribute", DISTRIBUTE, "distribution strategy")
+    choice(problems, train, "distribute", DISTRIBUTE, "distribution strategy")
     if "early_stopping" in train:
         _check_early_stopping(problems, train["early_stopping"])
     if "deterministic" in train and not isinstance(train["deterministic"], bool):
@@ -81,128 +92,11 @@ def check_train(train: Any) -> list[tuple[str, str]]:
                 f"Received: deterministic={train['deterministic']!r}",
             )
         )
-    if "seed" in train and not _is_int(train["seed"]):
+    if "seed" in train and not is_int(train["seed"]):
         problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
     if "evaluate" in train:
         _check_evaluate(problems, train["evaluate"])
     return problems
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def _suggest(word: Any, candidates) -> str:
-    """`; did you mean `x`?` for the closest candidate, else `.` (so a sentence always ends)."""
-    close = close_matches(word, candidates, n=1)
-    return f"; did you mean `{close[0]}`?" if close else "."
-
-
-def unknown_choice(what: str, value: Any, allowed, key: str) -> str:
-    """`unknown X `v`; did you mean `w`? Received: key='v'` (the choices when nothing is close)."""
-    hint = _suggest(value, allowed)
-    if hint == ".":
-        hint = f". Expected one of: {', '.join(str(a) for a in allowed)}."
-    return f"unknown {what} `{value}`{hint} Received: {key}={value!r}"
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _unknown_keys(problems, prefix: str, mapping: dict, allowed, what: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            problems.append(
-                (
-                    _join(prefix, str(key)),
-                    f"unknown {what} `{key}`{_suggest(key, allowed)} "
-                    f"Allowed: {', '.join(sorted(allowed))}.",
-                )
-            )
-
-
-def _positive_int(problems, mapping: dict, key: str, prefix: str = "") -> None:
-    if key in mapping and (not _is_int(mapping[key]) or mapping[key] < 1):
-        problems.append(
-            (
-                _join(prefix, key),
-                f"`{key}` must be a positive integer. Received: {key}={mapping[key]!r}",
-            )
-        )
-
-
-def _number(
-    problems,
-    mapping: dict,
-    key: str,
-    prefix: str = "",
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    if key not in mapping:
-        return
-    value = mapping[key]
-    ok = _is_number(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        bound = " and ".join(b for b in (lo, hi) if b)
-        problems.append(
-            (
-                _join(prefix, key),
-                f"`{key}` must be a number{' ' + bound if bound else ''}. Received: {key}={value!r}",
-            )
-        )
-
-
-def _choice(problems, mapping: dict, key: str, allowed, what: str, prefix: str = "") -> None:
-    if key in mapping and mapping[key] not in allowed:
-        value = mapping[key]
-        problems.append(
-            (
-                _join(prefix, key),
-                unknown_choice(what, value, allowed, key),
-            )
-        )
-
-
-def _size_pair(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(_is_int(v) and v > 0 for v in value)
-    )
-
-
-def _one_key(problems, path: str, value: Any, what: str) -> tuple[str, Any] | None:
-    """`{name: args}` with exactly one key, or a problem."""
-    if isinstance(value, str):
-        return value, {}
-    if not isinstance(value, dict) or len(value) != 1:
-        problems.append(
-            (path, f"{what} must be a mapping with exactly one key. Received: {path}={value!r}")
-        )
-        return None
-    name, args = next(iter(value.items()))
-    return str(name), args
 
 
 def _check_data(problems, data: Any) -> None:
@@ -223,7 +117,7 @@ def _check_data(problems, data: Any) -> None:
     for key in data:
         if key not in allowed:
             others = [s for s, keys in DATA_KEYS.items() if key in keys and s != "common"]
-            hint = f" (a key of source `{others[0]}`)." if others else _suggest(key, allowed)
+            hint = f" (a key of source `{others[0]}`)." if others else suggest(key, allowed)
             problems.append(
                 (
                     f"data.{key}",
@@ -234,7 +128,7 @@ def _check_data(problems, data: Any) -> None:
     if (
         "image_size" in data
         and data["image_size"] is not None
-        and not _size_pair(data["image_size"])
+        and not size_pair(data["image_size"])
     ):
         problems.append(
             (
@@ -243,7 +137,7 @@ def _check_data(problems, data: Any) -> None:
                 f"Received: image_size={data['image_size']!r}",
             )
         )
-    _number(problems, data, "validation_split", "data", low=0.0, high=1.0, high_open=True)
+    number(problems, data, "validation_split", "data", low=0.0, high=1.0, high_open=True)
     if "cache" in data and data["cache"] not in (True, False, "auto"):
         problems.append(
             (
@@ -252,7 +146,7 @@ def _check_data(problems, data: Any) -> None:
             )
         )
     if "scale" in data and data["scale"] is not None:
-        _number(problems, data, "scale", "data", low=0.0, low_open=True)
+        number(problems, data, "scale", "data", low=0.0, low_open=True)
     if source in ("folder", "npz"):
         path = data.get("path")
         if not isinstance(path, str) or not path:
@@ -282,10 +176,10 @@ def _check_data(problems, data: Any) -> None:
                 )
             )
     if source == "synthetic":
-        _positive_int(problems, data, "samples", "data")
+        positive_int(problems, data, "samples", "data")
         if "classes" in data and data["classes"] is not None:
-            _positive_int(problems, data, "classes", "data")
-        _number(problems, data, "noise", "data", low=0.0)
+            positive_int(problems, data, "classes", "data")
+        number(problems, data, "noise", "data", low=0.0)
     for key in ("x_key", "y_key", "validation_path", "split", "validation", "test", "data_dir"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append(
@@ -294,7 +188,7 @@ def _check_data(problems, data: Any) -> None:
 
 
 def _check_optimizer(problems, value: Any) -> None:
-    found = _one_key(problems, "optimizer", value, "`optimizer`")
+    found = one_key(problems, "optimizer", value, "`optimizer`")
     if found is None:
         return
     name, args = found
@@ -316,7 +210,10 @@ def _check_optimizer(problems, value: Any) -> None:
             )
         )
         return
-    _number(problems, args, "learning_rate", f"optimizer.{name}", low=0.0, low_open=True)
+    number(problems, args, "learning_rate", f"optimizer.{name}", low=0.0, low_open=True)
+    given = {k: v for k, v in args.items() if k != "weight_decay"}  # said below
+    what = f"argument of optimizer `{name}`"
+    unknown_keys(problems, f"optimizer.{name}", given, OPTIMIZER_ARGS[name.lower()], what)
     for key, arg in args.items():
         if key != "learning_rate" and not_finite(arg):
             problems.append(
@@ -336,7 +233,7 @@ def _check_optimizer(problems, value: Any) -> None:
 
 
 def _check_schedule(problems, value: Any) -> None:
-    found = _one_key(problems, "schedule", value, "`schedule`")
+    found = one_key(problems, "schedule", value, "`schedule`")
     if found is None:
         return
     name, args = found
@@ -356,27 +253,27 @@ def _check_schedule(problems, value: Any) -> None:
             (prefix, f"the arguments of schedule `{name}` must be a mapping. Received: {args!r}")
         )
         return
-    _unknown_keys(problems, prefix, args, SCHEDULE_KEYS[name], f"argument of schedule `{name}`")
+    unknown_keys(problems, prefix, args, SCHEDULE_KEYS[name], f"argument of schedule `{name}`")
     for key in ("warmup_epochs", "patience", "cooldown"):
-        if key in args and (not _is_int(args[key]) or args[key] < 0):
+        if key in args and (not is_int(args[key]) or args[key] < 0):
             problems.append(
                 (
                     f"{prefix}.{key}",
                     f"`{key}` must be a non-negative integer. Received: {key}={args[key]!r}",
                 )
             )
-    _positive_int(problems, args, "epochs", prefix)
-    _positive_int(problems, args, "every", prefix)
-    _number(problems, args, "factor", prefix, low=0.0, high=1.0, low_open=True, high_open=True)
-    _number(problems, args, "alpha", prefix, low=0.0, high=1.0)
-    _number(problems, args, "min_lr", prefix, low=0.0)
-    _number(problems, args, "min_delta", prefix, low=0.0)
+    positive_int(problems, args, "epochs", prefix)
+    positive_int(problems, args, "every", prefix)
+    number(problems, args, "factor", prefix, low=0.0, high=1.0, low_open=True, high_open=True)
+    number(problems, args, "alpha", prefix, low=0.0, high=1.0)
+    number(problems, args, "min_lr", prefix, low=0.0)
+    number(problems, args, "min_delta", prefix, low=0.0)
     if "boundaries" in args:
         b = args["boundaries"]
         if (
             not isinstance(b, list)
             or not b
-            or not all(_is_int(v) and v > 0 for v in b)
+            or not all(is_int(v) and v > 0 for v in b)
             or sorted(set(b)) != b
         ):
             problems.append(
@@ -440,10 +337,10 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
     if name == "random_crop":
         size = args.get("size") if isinstance(args, dict) else args
         if isinstance(args, dict):
-            _unknown_keys(problems, path, args, ("size", "seed"), "argument of `random_crop`")
-        if _is_int(size) and size > 0:
+            unknown_keys(problems, path, args, ("size", "seed"), "argument of `random_crop`")
+        if is_int(size) and size > 0:
             return
-        if not _size_pair(size):
+        if not size_pair(size):
             problems.append(
                 (
                     path,
@@ -462,7 +359,7 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
             )
     elif name == "random_translation":
         if isinstance(args, dict):
-            _unknown_keys(
+            unknown_keys(
                 problems,
                 path,
                 args,
@@ -474,7 +371,7 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
             factors = args
         else:
             factors = [args]
-        if not (1 <= len(factors) <= 2) or not all(_is_number(f) and 0 <= f <= 1 for f in factors):
+        if not (1 <= len(factors) <= 2) or not all(is_number(f) and 0 <= f <= 1 for f in factors):
             problems.append(
                 (
                     path,
@@ -483,8 +380,8 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
                 )
             )
     elif name in FACTOR_LAYERS:
-        if args is not None and not isinstance(args, dict) and not _is_number(args):
-            if not (isinstance(args, list) and all(_is_number(v) for v in args)):
+        if args is not None and not isinstance(args, dict) and not is_number(args):
+            if not (isinstance(args, list) and all(is_number(v) for v in args)):
                 problems.append(
                     (
                         path,
@@ -508,8 +405,8 @@ def _check_early_stopping(problems, value: Any) -> None:
             )
         )
         return
-    _unknown_keys(problems, "early_stopping", value, EARLY_STOPPING_KEYS, "early_stopping key")
-    if "patience" in value and (not _is_int(value["patience"]) or value["patience"] < 0):
+    unknown_keys(problems, "early_stopping", value, EARLY_STOPPING_KEYS, "early_stopping key")
+    if "patience" in value and (not is_int(value["patience"]) or value["patience"] < 0):
         problems.append(
             (
                 "early_stopping.patience",
@@ -517,7 +414,7 @@ def _check_early_stopping(problems, value: Any) -> None:
                 f"Received: patience={value['patience']!r}",
             )
         )
-    _choice(problems, value, "mode", ("auto", "min", "max"), "mode", "early_stopping")
+    choice(problems, value, "mode", ("auto", "min", "max"), "mode", "early_stopping")
 
 
 def _check_evaluate(problems, value: Any) -> None:
@@ -528,7 +425,7 @@ def _check_evaluate(problems, value: Any) -> None:
             ("evaluate", f"`evaluate` must be a mapping ({{tta: [...]}}). Received: {value!r}")
         )
         return
-    _unknown_keys(problems, "evaluate", value, ("tta",), "evaluate key")
+    unknown_keys(problems, "evaluate", value, ("tta",), "evaluate key")
     tta = value.get("tta")
     if tta is None:
         return

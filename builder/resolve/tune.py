@@ -11,6 +11,7 @@ from typing import Any
 
 from blockspec.builder.errors import Problem, did_you_mean, shorten
 from blockspec.builder.load import format_path
+from blockspec.builder.resolve.outputs import CROSSENTROPY
 from blockspec.builder.resolve.train import TrainConfig
 from blockspec.builder.spec import HyperParameter, OutputSpec
 
@@ -143,6 +144,30 @@ def _check_objective(resolver, value: Any, path: tuple, outputs: list[OutputSpec
             (*path, "output"),
             f"`objective.output` names no output.{did_you_mean(output, names)} "
             f"Received: output={shorten(output)}",
+        )
+    elif isinstance(value.get("metric"), str):
+        _check_reported(resolver, value["metric"], output, path, outputs)
+
+
+def _check_reported(resolver, metric: str, output: Any, path: tuple, outputs) -> None:
+    """The objective's metric is one its output reports (as training compiles the outputs)."""
+    live = [o for o in outputs if not o.train_only]
+    if output is None and metric != "loss":
+        output = live[0].name if live else None
+    out = next((o for o in outputs if o.name == output), None)
+    if out is None:
+        return
+    listed = list(out.metrics)
+    if not any(o.metrics for o in outputs):  # training adds `accuracy` to the first head
+        loss = (out.loss or "sparse_categorical_crossentropy").lower()
+        if live and live[0].name == output and loss in CROSSENTROPY:
+            listed = ["accuracy"]
+    known = [*listed, "loss"]
+    if metric not in known:
+        resolver.error(
+            (*path, "metric"),
+            f"output `{output}` reports no metric `{metric}`; it reports {', '.join(known)}. "
+            f"Received: metric={shorten(metric)}",
         )
 
 
