@@ -261,3 +261,12 @@ def test_trainable_false_freezes_the_steps_layers(tmp_path):
     assert re.search(
         r"net\.yaml:5:5  network\[0\]\.trainable: `trainable` must be true or false", text
     )
+
+
+def test_every_example_in_the_language_1_1_doc_resolves(tmp_path):
+    examples = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(examples) == 2
+    for index, text in enumerate(examples):
+        path = tmp_path / f"example{index}.yaml"
+        path.write_text(text)
+        assert resolve_spec(str(path)).network
