@@ -42,7 +42,9 @@ def build_parallel(ctx, step, x):
 def build_residual(ctx, step, x):
     body = ctx.build_steps(step.children[0], x)
     mode = step.args["shortcut"]
-    if mode == "identity" or (mode == "auto" and tuple(body.shape[1:]) == tuple(x.shape[1:])):
+    if mode == "none":  # (1.1) the body alone: one block serves units with and without a shortcut
+        out = body
+    elif mode == "identity" or (mode == "auto" and tuple(body.shape[1:]) == tuple(x.shape[1:])):
         shortcut = x
     elif mode == "auto":
         stride = _total_stride(x.shape, body.shape, step)
@@ -52,7 +54,8 @@ def build_residual(ctx, step, x):
         shortcut = ctx.build_steps([conv, bn], x)
     else:
         shortcut = ctx.build_steps(step.children[1], x)
-    out = merge([shortcut, body], step.args["merge"], f"{step.name}_{step.args['merge']}")
+    if mode != "none":
+        out = merge([shortcut, body], step.args["merge"], f"{step.name}_{step.args['merge']}")
     if step.args.get("activation"):
         out = layers.Activation(step.args["activation"], name=f"{step.name}_out")(out)
     return out
@@ -177,14 +180,14 @@ def resolve_residual(nest) -> list | None:
     if isinstance(shortcut, list):
         children.append(nest.steps(shortcut, (*nest.path, "shortcut"), "_shortcut"))
         nest.settings["shortcut"] = "steps"
-    elif shortcut in ("auto", "identity"):
+    elif shortcut in ("auto", "identity", "none"):
         nest.settings["shortcut"] = shortcut
         if shortcut == "auto":
             children.append(nest.auto_shortcut())
     else:
         nest.error(
             (*nest.path, "shortcut"),
-            "`shortcut` is auto, identity or a list of steps. "
+            "`shortcut` is auto, identity, none or a list of steps. "
             f"Received: shortcut={shorten(shortcut)}",
         )
     return children

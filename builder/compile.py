@@ -55,8 +55,12 @@ class BuildContext:
         if step.sources is not None:
             inputs = [self.tensors[name] for name in step.sources]
             x = inputs[0] if len(inputs) == 1 else inputs
+        before = {id(t) for t in self.tensors.values()} | {id(t) for t in _flat(x)}
         try:
             out = self._call(step, x)
+            if not step.trainable:  # (1.1) `trainable: false` freezes every layer of the step
+                for layer in _layers_between(out, before):
+                    layer.trainable = False
         except SpecError:
             raise
         except MemoryError:
@@ -87,6 +91,29 @@ class BuildContext:
         if entry.kind == "keras":
             return call_layer(getattr(layers, step.type)(name=name, **step.args), x)
         return entry.build(x, name=name, **step.args)
+
+
+def _flat(x: Any) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _layers_between(out: Any, stop: set[int]) -> list:
+    """The layers on the paths from the tensors in `stop` (by id) to `out`: one step's layers."""
+    # Private (Keras 3): a symbolic tensor's `_keras_history` names the layer and node made it.
+    found, seen, todo = [], set(), _flat(out)
+    while todo:
+        tensor = todo.pop()
+        if id(tensor) in stop or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        layer, node_index = history[0], history[1]
+        if layer not in found:
+            found.append(layer)
+        todo += list(layer._inbound_nodes[node_index].input_tensors)
+    return found
 
 
 def call_layer(layer: Any, x: Any) -> Any:

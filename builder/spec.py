@@ -36,6 +36,7 @@ class Step:
         block: for an inlined user block, the block's name (the step's `type` is then `sequence`).
         path: the spec path, for messages (`network[7].inception`).
         mark: where the step was written.
+        trainable: false freezes every layer the step makes (`trainable: false`, 1.1).
     """
 
     type: str
@@ -46,6 +47,7 @@ class Step:
     block: str | None = None
     path: str = ""
     mark: Mark | None = None
+    trainable: bool = True
 
 
 @dataclass(frozen=True)

@@ -441,8 +441,8 @@ def test_search_spaces_resolve_to_defaults(tmp_path):
             r"`from` names no earlier step or input. Received: from=nothing",
         ),
         (
-            "network: [{dense: 2, repeat: 0}]",
-            r"`repeat` must be a positive integer. Received: repeat=0",
+            "network: [{dense: 2, repeat: -1}]",
+            r"`repeat` must be a non-negative integer. Received: repeat=-1",
         ),
         ("network: [{dense: 2, first: {units: 3}}]", r"`first` applies only with `repeat`"),
         (

@@ -316,8 +316,8 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
     step_keys = {
         "name": {
             "type": "string",
-            "pattern": NAME_PATTERN,
-            "maxLength": MAX_NAME,
+            # (1.1) `$n` and `enc${i}` are interpolated: checked when resolved
+            "anyOf": [{"pattern": NAME_PATTERN, "maxLength": MAX_NAME}, {"pattern": r"\$"}],
             "description": "makes the step referable (`from`, `outputs`); unique in its scope",
         },
         "from": {
@@ -328,13 +328,21 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
             ],
         },
         "repeat": value_schema(
-            {"type": "integer", "minimum": 1},
+            {"type": "integer", "minimum": 0},
             "apply the step N times in a row, each with its own weights; `$i` is the index",
         ),
         "first": {
             "type": "object",
             "description": "with `repeat`: arguments for the first repetition only",
         },
+        "last": {
+            "type": "object",
+            "description": "with `repeat`: arguments for the last repetition only",
+        },
+        "when": value_schema(
+            {"type": "boolean"}, "the step exists only where this is true (per repetition)"
+        ),
+        "trainable": value_schema({"type": "boolean"}, "false freezes every layer the step makes"),
     }
     missing = set(STEP_KEYS) - set(step_keys)
     if missing:  # a new step key in the resolver must be described here

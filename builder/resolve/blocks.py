@@ -8,6 +8,7 @@ from blockspec.builder import registry
 from blockspec.builder.errors import did_you_mean, shorten
 from blockspec.builder.load import format_path
 from blockspec.builder.resolve.common import BLOCK_KEYS, INVALID, RESERVED_NAMES, Scope, is_name
+from blockspec.builder.resolve.step_keys import templated
 from blockspec.builder.spec import Step
 
 
@@ -128,7 +129,7 @@ class BlocksPart:
         )
 
     def user_block(
-        self, type_name: str, given: dict, path: tuple, env: dict, name: str, hp: str
+        self, type_name, given: dict, path: tuple, env: dict, name: str, hp: str, scope, origins
     ) -> Step | None:
         block = self.blocks[type_name]
         declared = block.get("args") or {}
@@ -141,7 +142,7 @@ class BlocksPart:
         bound = {}
         for key in given:
             if key not in declared:
-                self.error((*path, key), self.unknown_arg(type_name, key))
+                self.error(origins.get(key, (*path, key)), self.unknown_arg(type_name, key))
         merged = {
             **{k: v for k, v in declared.items() if v is not None},
             **self.defaults.get(type_name, {}),
@@ -152,9 +153,13 @@ class BlocksPart:
                 self.error(path, f"missing required argument `{key}` for block `{type_name}`")
                 bound[key] = INVALID
                 continue
-            bound[key] = self.value(merged[key], (*path, key), env, f"{hp}/{key}")
+            at = origins.get(key, (*path, key))
+            bound[key] = self.value(merged[key], at, env, f"{hp}/{key}")
+            if templated(bound[key]):  # (1.1) `skip: "enc${3 - i}"`: a name made at the use site
+                bound[key] = self.interpolate(bound[key], at, env, f"{hp}/{key}")
         body_env = {**self.vars, **bound}
         self.block_stack.append(type_name)
+        self.caller_scopes.append(scope)  # names passed in are looked up where the block is used
         self.context.append(f"block `{type_name}` used at {format_path(path[:-1])}")
         try:
             body = self.resolve_steps(
@@ -162,5 +167,6 @@ class BlocksPart:
             )
         finally:
             self.block_stack.pop()
+            self.caller_scopes.pop()
             self.context.pop()
         return Step(type=type_name, name=name, args=bound, children=[body], block=type_name)

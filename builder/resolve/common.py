@@ -15,7 +15,7 @@ TOP_KEYS = (
     "spec", "name", "description", "extends", "imports", "vars", "input", "inputs",
     "defaults", "blocks", "network", "outputs", "train", "tune",
 )  # fmt: skip
-STEP_KEYS = ("name", "from", "repeat", "first")
+STEP_KEYS = ("name", "from", "repeat", "first", "last", "when", "trainable")
 OUTPUT_KEYS = ("from", "activation", "loss", "loss_weight", "metrics", "train_only")
 BLOCK_KEYS = ("args", "body", "description")
 RESERVED_NAMES = {"i"}
@@ -44,6 +44,16 @@ class Scope:
     names: dict[str, str] = field(default_factory=dict)
     parent: Scope | None = None
     broken: set[str] = field(default_factory=set)  # steps refused here: no cascade on their use
+    absent: dict[str, tuple] = field(default_factory=dict)  # dropped by `when`/`repeat: 0`: where
+
+    def absent_at(self, name: Any) -> tuple | None:
+        """Where step `name` was written, if `when` or `repeat: 0` left it out; else None."""
+        scope = self if isinstance(name, str) else None
+        while scope is not None:
+            if name in scope.absent:
+                return scope.absent[name]
+            scope = scope.parent
+        return None
 
     def is_broken(self, name: Any) -> bool:
         if not isinstance(name, str):

@@ -8,6 +8,7 @@ not raised one by one, so a user sees all of them at once.
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -30,6 +31,7 @@ from blockspec.builder.resolve.common import (
     stem,
 )
 from blockspec.builder.resolve.outputs import OutputsPart
+from blockspec.builder.resolve.step_keys import StepKeysPart
 from blockspec.builder.resolve.steps import StepsPart
 from blockspec.builder.resolve.train import resolve_train
 from blockspec.builder.resolve.tune import resolve_tune
@@ -39,7 +41,7 @@ from blockspec.builder.spec import InputSpec, ResolvedSpec, Step
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class Resolver(BlocksPart, StepsPart, OutputsPart):
+class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
     def __init__(self, doc: Document, chooser: Chooser, limits: Limits):
         self.doc = doc
         self.data = doc.data if isinstance(doc.data, dict) else {}
@@ -49,6 +51,7 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
         self._seen: set[tuple] = set()
         self.steps = 0
         self.block_stack: list[str] = []
+        self.caller_scopes: list[Scope] = []  # where each user block being expanded is used
         self.context: list[str] = []
         self.vars: dict[str, Any] = {}
         self.vars_broken = False  # `vars` was refused: unknown `$names` are its echo, not news
@@ -169,6 +172,12 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
                 self.vars,
                 first_sources=[inputs[0].name] if inputs else None,
             )
+            if not network_steps and not self.problems:
+                self.error(
+                    ("network",),
+                    "`when` or `repeat: 0` leaves out every step of `network`: a network needs "
+                    "at least one step",
+                )
         outputs = self.resolve_outputs(data.get("outputs"), top, network_steps)
         train, train_config = resolve_train(self, data.get("train"), inputs, outputs)
         tune, tune_config = resolve_tune(self, data.get("tune"), outputs, train_config)
@@ -296,6 +305,7 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
             )
             self.vars_broken = True
             return
+        valid = {}
         for key, value in raw.items():
             if not is_name(key) or key in RESERVED_NAMES:
                 self.error(
@@ -303,8 +313,27 @@ class Resolver(BlocksPart, StepsPart, OutputsPart):
                     f"invalid var name (letters, digits, _; not `i`). Received: {key!r}",
                 )
                 continue
-            self.vars[key] = self.value(value, ("vars", key), dict(self.vars), f"vars/{key}")
+            valid[key] = value
+        # Order-independent: a var may read one defined below it; a cycle is refused.
+        for key in valid:
+            self.resolve_var(key, valid, [])
         self.check_var_overrides(raw)
+
+    def resolve_var(self, key: str, raw: dict, chain: list[str]) -> Any:
+        """Var `key`, the vars it reads resolved first (depth first); a cycle is refused."""
+        if key in self.vars:
+            return self.vars[key]
+        if key in chain:
+            cycle = " -> ".join([*chain[chain.index(key) :], key])
+            self.error(("vars", chain[-1]), f"vars read each other in a cycle: {cycle}")
+            for name in chain[chain.index(key) :]:
+                self.vars[name] = INVALID
+            return INVALID
+        for name in sorted(reads(raw[key]) & set(raw), key=list(raw).index):
+            self.resolve_var(name, raw, [*chain, key])
+        if key not in self.vars:
+            self.vars[key] = self.value(raw[key], ("vars", key), dict(self.vars), f"vars/{key}")
+        return self.vars[key]
 
     def check_var_overrides(self, raw: dict) -> None:
         """`--set vars.clases=10` adds a var nothing reads: a typo of `classes`, not a new var."""
@@ -394,6 +423,24 @@ def _identifier(text: str) -> str:
     """A name made from a file's stem: `my-net` -> `my_net`, `01_bad` -> `spec_01_bad`."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text)[:48] or "model"
     return name if not name[0].isdigit() else f"spec_{name}"
+
+
+def reads(node: Any) -> set[str]:
+    """The names that `$name` and `${...}` strings inside `node` read."""
+    if isinstance(node, dict):
+        return set().union(*(reads(v) for v in node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*(reads(v) for v in node)) if node else set()
+    if not isinstance(node, str) or "$" not in node:
+        return set()
+    found = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", node))
+    for text in re.findall(r"\$\{([^{}]*)\}", node):
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError:
+            continue  # the evaluator reports it where the value is read
+        found |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return found
 
 
 def _reads_var(node: Any, name: str) -> bool:

@@ -94,6 +94,14 @@ class OutputsPart:
                 )
         source_name = spec.get("from", name)
         source = top.lookup(source_name) if isinstance(source_name, str) else None
+        dropped = top.absent_at(source_name) if source is None else None
+        if dropped is not None:
+            self.error(
+                (*path, "from") if "from" in spec else path,
+                f"output `{name}` reads step `{source_name}`, which does not exist: its `when` is "
+                f"false or its `repeat` is 0 (at {self.doc.mark(dropped)}). Received: from={source_name}",
+            )
+            return None
         if source is None and (not network or top.is_broken(source_name)):
             return None  # the step it reads was refused, and said why
         if source is None:

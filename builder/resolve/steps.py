@@ -7,19 +7,19 @@ from typing import Any
 
 from blockspec.builder import registry
 from blockspec.builder.errors import did_you_mean, shorten
+from blockspec.builder.expr import reference
 from blockspec.builder.load import format_path
 from blockspec.builder.resolve.common import (
     _COLLAPSIBLE,
     INVALID,
-    NAME_RULE,
     STEP_KEYS,
     Abort,
     Scope,
     _labels,
     contains_invalid,
-    is_name,
     type_key,
 )
+from blockspec.builder.resolve.step_keys import templated
 from blockspec.builder.spaces import check_space, is_space
 from blockspec.builder.spec import Step
 
@@ -56,9 +56,9 @@ class StepsPart:
             # `inception_4a_parallel_b2_conv`.
             collapse = len(raw) == 1 and scope.prefix and kind in _COLLAPSIBLE and local == kind
             steps = self.resolve_step(item, (*path, index), scope, env, local, collapse)
-            if not steps and isinstance(local, str):
+            if not steps and isinstance(local, str) and local not in scope.absent:
                 scope.broken.add(local)
-            if index == 0 and first_sources and steps and steps[0].sources is None:
+            if not out and first_sources and steps and steps[0].sources is None:
                 steps[0].sources = list(first_sources)
             out += steps
         return out
@@ -75,12 +75,80 @@ class StepsPart:
     ) -> list[Step]:
         if is_space(raw) and raw.get("tune") == "choice":
             return self.step_choice(raw, path, scope, env, local)
+        found = self.step_type(raw, path)
+        if found is None:
+            return []
+        type_name, entry = found
+        per_rep = templated(local)
+        if not per_rep:
+            local = self.step_name(local, path, scope, env, str(local))
+            if local is None:
+                return []
+        hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
+        count = self.repeat_count(raw, path, env, hp)
+        trainable = self.trainable(raw, path, env, hp)
+        overrides = {k: self.override(raw, path, k) for k in ("first", "last")}
+        if count is None or trainable is None:
+            return []
+        sources = None
+        if not templated(raw.get("from")):
+            sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry, env, hp)
+        steps: list[Step] = []
+        dropped = count == 0
+        for rep in range(count):
+            rep_env = {**env, "i": rep} if "repeat" in raw else env
+            if per_rep:
+                name = self.step_name(local, path, scope, rep_env, hp)
+                if name is None:
+                    continue
+                full, rep_hp = scope.full(name), f"{scope.hp}/{name}" if scope.hp else name
+            else:
+                name = f"{local}_{rep + 1}" if count > 1 else local
+                full = scope.prefix if collapse else scope.full(local)
+                full, rep_hp = (f"{full}_{rep + 1}" if count > 1 else full), hp
+            keep = self.when(raw, path, rep_env, rep_hp)
+            if not keep:
+                if keep is False:
+                    scope.absent.setdefault(name, path)
+                    dropped = True
+                continue
+            self.count_step(path)
+            args_raw, origins = self.step_arguments(
+                raw, type_name, entry, path, overrides, rep, count
+            )
+            if args_raw is None:
+                return steps
+            step = self.build_step(
+                type_name, entry, args_raw, (*path, type_name), scope, rep_env, full, rep_hp,
+                origins,
+            )  # fmt: skip
+            if step is None:
+                return steps
+            if templated(raw.get("from")):
+                step.sources = self.resolve_from(
+                    raw["from"], (*path, "from"), scope, entry, rep_env, rep_hp
+                )
+            elif not steps:
+                step.sources = sources
+            step.trainable = trainable
+            step.path = format_path((*path, type_name))
+            step.mark = self.doc.mark((*path, type_name))
+            steps.append(step)
+            scope.names[name] = full
+        if steps and not per_rep:
+            scope.names[local] = steps[-1].name
+        elif not steps and dropped and not per_rep:
+            scope.absent.setdefault(local, path)
+        return steps
+
+    def step_type(self, raw: Any, path: tuple) -> tuple[str, Any] | None:
+        """A step's type key and its registry entry (None for a user block); None if refused."""
         if not isinstance(raw, dict):
             self.error(
                 path,
                 f"a step is a mapping with one type key (e.g. `conv: {{filters: 64, kernel: 3}}`). Received: {shorten(raw)}",
             )
-            return []
+            return None
         type_keys = [k for k in raw if k not in STEP_KEYS]
         if len(type_keys) != 1:
             if not type_keys:
@@ -93,89 +161,32 @@ class StepsPart:
                     path,
                     f"a step has exactly one type key. Received: {', '.join(map(str, type_keys))}",
                 )
-            return []
+            return None
         type_name = type_keys[0]
-        type_path = (*path, type_name)
-        if not is_name(local):
-            self.error(
-                (*path, "name"), f"a step name is {NAME_RULE}. Received: name={shorten(local)}"
-            )
-            return []
-        if local in scope.names:
-            self.error((*path, "name"), f"duplicate name `{local}` in this scope")
-            return []
         entry = None if type_name in self.blocks else registry.get(str(type_name))
         if entry is None and type_name in self.broken_blocks:
-            return []
+            return None
         if entry is None and type_name not in self.blocks:
             self.error(
-                type_path,
+                (*path, type_name),
                 registry.refused(type_name)
                 or f"unknown step type `{type_name}`.{registry.suggest(type_name, self.blocks)}",
             )
-            return []
-        full = scope.prefix if collapse else scope.full(local)
-        hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
-        sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry)
-        count = self.repeat_count(raw, path, env, hp)
-        if count is None:
-            return []
-        first = raw.get("first")
-        if first is not None and "repeat" not in raw:
-            self.error((*path, "first"), "`first` applies only with `repeat`")
-        if first is not None and not isinstance(first, dict):
-            self.error(
-                (*path, "first"),
-                f"`first` is a mapping of arguments for the first repetition. Received: {shorten(first)}",
-            )
-            first = None
-        steps: list[Step] = []
-        for rep in range(count):
-            self.count_step(path)
-            rep_env = {**env, "i": rep} if "repeat" in raw else env
-            name = f"{full}_{rep + 1}" if count > 1 else full
-            args_raw = self.keywords(type_name, entry, raw[type_name], type_path)
-            if args_raw is None:
-                return []
-            if rep == 0 and first:
-                extra = self.keywords(type_name, entry, first, (*path, "first"))
-                args_raw = {**args_raw, **(extra or {})}
-            step = self.build_step(
-                type_name, entry, args_raw, type_path, scope, rep_env, name, hp, path
-            )
-            if step is None:
-                return steps
-            step.sources = sources if rep == 0 else None
-            step.path = format_path(type_path)
-            step.mark = self.doc.mark(type_path)
-            steps.append(step)
-            if count > 1:
-                scope.names[f"{local}_{rep + 1}"] = name
-        if steps:
-            scope.names[local] = steps[-1].name
-        return steps
+            return None
+        return type_name, entry
 
-    def repeat_count(self, raw: dict, path: tuple, env: dict, hp: str) -> int | None:
-        """How many times the step repeats (1 without `repeat`); None after a problem."""
-        if "repeat" not in raw:
-            return 1
-        count = self.value(raw["repeat"], (*path, "repeat"), env, f"{hp}/repeat")
-        if count is INVALID:
-            return None
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            self.error(
-                (*path, "repeat"),
-                f"`repeat` must be a positive integer. Received: repeat={count!r}",
-            )
-            return None
-        if count > self.limits.max_repeat:
-            self.error(
-                (*path, "repeat"),
-                f"`repeat` above the limit of {self.limits.max_repeat}: refused. "
-                f"Received: repeat={count}",
-            )
-            return None
-        return count
+    def step_arguments(self, raw, type_name, entry, path, overrides, rep, count):
+        """One repetition's keyword arguments, `first`/`last` applied, and where each was written."""
+        args_raw = self.keywords(type_name, entry, raw[type_name], (*path, type_name))
+        if args_raw is None:
+            return None, {}
+        origins = {}
+        for key, applies in (("first", rep == 0), ("last", rep == count - 1)):
+            if applies and overrides[key]:
+                extra = self.keywords(type_name, entry, overrides[key], (*path, key)) or {}
+                args_raw = {**args_raw, **extra}
+                origins.update({k: (*path, key, k) for k in extra})
+        return args_raw, origins
 
     def step_choice(
         self, raw: dict, path: tuple, scope: Scope, env: dict, local: str
@@ -230,41 +241,14 @@ class StepsPart:
             )
             raise Abort
 
-    def resolve_from(self, raw: Any, path: tuple, scope: Scope, entry) -> list[str] | None:
-        if raw is None:
-            return None
-        names = raw if isinstance(raw, list) else [raw]
-        if not names or not all(isinstance(n, str) for n in names):
-            self.error(
-                path, f"`from` takes a step name or a list of names. Received: {shorten(raw)}"
-            )
-            return None
-        out = []
-        for name in names:
-            found = scope.lookup(name)
-            if found is None and scope.is_broken(name):
-                continue  # that step's own problem is already reported
-            if found is None:
-                self.error(
-                    path,
-                    f"`from` names no earlier step or input.{did_you_mean(name, scope.visible())} Received: from={name}",
-                )
-                continue
-            out.append(found)
-        multi = entry is not None and entry.multi_input
-        if len(names) > 1 and entry is not None and not multi and entry.kind != "combinator":
-            self.error(
-                path,
-                f"`{entry.name}` reads one tensor; only merging steps (add, concat, ...) take several. Received: from={names}",
-            )
-        return out or None
-
     def keywords(self, type_name: str, entry, raw: Any, path: tuple) -> dict | None:
         """Turns mapping, positional list or scalar arguments into keywords."""
         if raw is None:
             return {}
         if type_name in self.blocks:
             order, primary = list(self.blocks[type_name].get("args") or {}), None
+            if len(order) == 1 and not isinstance(raw, (dict, list)):
+                return {order[0]: raw}  # a one-argument block takes it as a scalar (1.1)
         else:
             order, primary = list(entry.params), entry.primary
         annotation = entry.params[primary].annotation if primary else None
@@ -292,17 +276,26 @@ class StepsPart:
         return None
 
     def build_step(
-        self, type_name, entry, args_raw, path, scope, env, name, hp, step_path
+        self, type_name, entry, args_raw, path, scope, env, name, hp, origins=None
     ) -> Step | None:
+        """One resolved step; `origins` maps an argument to where `first`/`last` wrote it."""
+        origins = origins or {}
         if type_name in self.blocks:
-            return self.user_block(type_name, args_raw, path, env, name, hp)
+            return self.user_block(type_name, args_raw, path, env, name, hp, scope, origins)
         if entry.kind == "combinator":
-            return self.combinator(entry, args_raw, path, scope, env, name, hp)
-        args = self.arguments(entry, args_raw, path, env, hp)
+            return self.combinator(entry, args_raw, path, scope, env, name, hp, origins)
+        args = self.arguments(entry, args_raw, path, env, hp, origins)
         return Step(type=type_name, name=name, args=args)
 
-    def arguments(self, entry, given: dict, path: tuple, env: dict, hp: str) -> dict:
+    def arguments(
+        self, entry, given: dict, path: tuple, env: dict, hp: str, origins: dict | None = None
+    ) -> dict:
         """Checks and evaluates a layer's or Python block's arguments, defaults applied."""
+        origins = origins or {}
+
+        def at(key):
+            return origins.get(key, (*path, key)) if key in given else path
+
         args = {k: p.default for k, p in entry.params.items() if not p.required}
         defaults, clashes = entry.canonical(self.defaults.get(entry.name, {}))
         args.update(defaults)
@@ -315,10 +308,10 @@ class StepsPart:
         unknown = []
         for key, raw in given.items():
             if not entry.accepts(key):
-                self.error((*path, key), self.unknown_arg(entry.name, key))
+                self.error(at(key), self.unknown_arg(entry.name, key))
                 unknown.append(str(key))
                 continue
-            args[key] = self.value(raw, (*path, key), env, f"{hp}/{key}")
+            args[key] = self.value(raw, at(key), env, f"{hp}/{key}")
         for key, param in entry.params.items():
             if key not in args:
                 # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
@@ -328,27 +321,38 @@ class StepsPart:
         known = {k: v for k, v in args.items() if v is not INVALID and not contains_invalid(v)}
         typed = {k for k, p in entry.params.items() if k in known and known[k] is not p.default}
         for key, message in registry.check_args(entry, known, typed):
-            self.error((*path, written.get(key, key)) if key in given else path, message)
+            written_as = written.get(key, key)
+            self.error(
+                origins.get(written_as, (*path, written_as)) if key in given else path, message
+            )
         for key, value in args.items():
-            self.screen_object((*path, key) if key in given else path, value, key=key)
+            self.screen_object(at(key), value, key=key)
         return args
 
     def combinator(
-        self, entry, given: dict, path: tuple, scope: Scope, env: dict, name: str, hp: str
+        self, entry, given: dict, path, scope: Scope, env: dict, name: str, hp: str, origins=None
     ) -> Step | None:
         kind = entry.name
+        origins = origins or {}
         for key in given:
             if key not in entry.params:
-                self.error((*path, key), self.unknown_arg(kind, key))
+                self.error(origins.get(key, (*path, key)), self.unknown_arg(kind, key))
         settings = {}
+        given = dict(given)
         for key, param in entry.params.items():
+            at = origins.get(key, (*path, key))
             if param.annotation in (list, dict) or key == "shortcut":
+                # (1.1) `body: $body`, `shortcut: $sc`: steps (or a mode) passed in a value
+                if isinstance(given.get(key), str) and reference(given[key]) is not None:
+                    given[key] = self.value(given[key], at, env, f"{hp}/{key}")
+                    if given[key] is INVALID:
+                        return None
                 continue
-            value = self.value(given.get(key, param.default), (*path, key), env, f"{hp}/{key}")
+            value = self.value(given.get(key, param.default), at, env, f"{hp}/{key}")
             if value is not INVALID:
                 problem = registry.check_value(key, value, param.annotation)
                 if problem:
-                    self.error((*path, key), f"`{key}` {problem}. Received: {key}={shorten(value)}")
+                    self.error(at, f"`{key}` {problem}. Received: {key}={shorten(value)}")
             settings[key] = value
         hook = entry.extra.get("resolve")
         nest = Nest(self, given, settings, path, scope, env, name, hp)

@@ -1,0 +1,272 @@
+"""Language 1.1 (SPEC.md): `when`, `repeat: 0`, `last`, `shortcut: none`, `$` for steps and names,
+`${...}` in `name` and `from`, `in_*` shapes, a scalar for a one-argument block, `trainable`; and
+the resolver bugs of issue 14 (each refusal located: file:line:col and spec path)."""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from blockspec.builder import SpecError, resolve_spec
+
+HEAD = "spec: 1\ninput: [16, 16, 3]\n"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "language_1_1.md"
+
+
+def resolve(tmp_path, body: str, overrides=None):
+    path = tmp_path / "net.yaml"
+    path.write_text(HEAD + textwrap.dedent(body))
+    return resolve_spec(str(path), overrides)
+
+
+def refused(tmp_path, body: str) -> str:
+    with pytest.raises(SpecError) as info:
+        resolve(tmp_path, body)
+    return str(info.value)
+
+
+def flat(steps):
+    """Every step, depth first: (name, type)."""
+    out = []
+    for step in steps:
+        out.append((step.name, step.type))
+        for children in step.children:
+            out += flat(children)
+    return out
+
+
+def params(spec) -> int:
+    from blockspec.builder.compile import compile_spec
+
+    return compile_spec(spec).model.count_params()
+
+
+# ----------------------------------------------------------------------------- vars
+
+
+def test_a_var_may_read_a_var_defined_later(tmp_path):
+    spec = resolve(tmp_path, 'vars: {a: "${b * 2}", b: $c, c: 3}\nnetwork: [dense: $a]\n')
+    assert spec.network[0].args["units"] == 6
+
+
+def test_vars_that_read_each_other_in_a_cycle_are_refused_located(tmp_path):
+    text = refused(tmp_path, 'vars: {x: $y, y: "${x + 1}", z: $z}\nnetwork: [dense: 2]\n')
+    assert re.search(
+        r"net\.yaml:3:\d+  vars\.y: vars read each other in a cycle: x -> y -> x", text
+    )
+    assert re.search(r"net\.yaml:3:\d+  vars\.z: vars read each other in a cycle: z -> z", text)
+    assert "unknown name" not in text
+
+
+# ----------------------------------------------------------------------------- when, repeat: 0
+
+
+def test_when_drops_a_step_and_each_repetition(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        vars: {pool: false}
+        network:
+          - conv: {filters: 4, kernel: 3}
+          - max_pool: 2
+            when: $pool
+          - dense: 3
+            repeat: 4
+            name: d
+            when: ${i % 2 == 1}
+        """,
+    )
+    assert [n for n, _ in flat(spec.network)] == ["conv", "d_2", "d_4"]
+    # the repetition that survives first reads the previous step; numbering stays per repetition
+    assert spec.network[1].sources is None
+
+
+def test_repeat_zero_gives_no_step(tmp_path):
+    spec = resolve(tmp_path, "network: [{conv: {filters: 4, kernel: 3}, repeat: 0}, dense: 2]\n")
+    assert flat(spec.network) == [("dense", "dense")]
+    assert "non-negative integer. Received: repeat=-2" in refused(
+        tmp_path, "network: [{dense: 2, repeat: -2}]\n"
+    )
+
+
+def test_an_empty_branch_or_shortcut_is_the_identity(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        network:
+          - conv: {filters: 3, kernel: 1}
+          - residual:
+              body: [{conv: {filters: 3, kernel: 3, padding: same}, repeat: 0}]
+              shortcut: [{conv: {filters: 3, kernel: 1}, when: false}]
+        """,
+    )
+    assert spec.network[1].children == [[], []]
+    assert params(spec) == 12
+
+
+def test_from_or_output_naming_a_dropped_step_is_refused_with_both_places(tmp_path):
+    text = refused(
+        tmp_path,
+        """\
+        network:
+          - conv: {filters: 4, kernel: 3}
+            name: extra
+            when: false
+          - dense: 2
+            from: extra
+        outputs:
+          out: {from: extra}
+        """,
+    )
+    assert re.search(
+        r"net\.yaml:8:5  network\[1\]\.from: `from` names step `extra`, which does not exist "
+        r"here: its `when` is false or its `repeat` is 0 \(at \S*net\.yaml:4:5\)",
+        text,
+    )
+    assert re.search(r"net\.yaml:10:\d+  outputs\.out\.from: output `out` reads step `extra`", text)
+
+
+def test_when_must_be_true_or_false(tmp_path):
+    text = refused(tmp_path, "network:\n  - dense: 2\n    when: ${1 + 1}\n")
+    assert re.search(r"net\.yaml:5:5  network\[0\]\.when: `when` must be true or false", text)
+    assert "Received: when=2" in text
+
+
+def test_a_network_left_empty_is_refused(tmp_path):
+    text = refused(tmp_path, "network: [{dense: 2, when: false}]\n")
+    assert "leaves out every step of `network`" in text and "net.yaml:3:" in text
+
+
+# ----------------------------------------------------------------------------- first, last
+
+
+def test_last_overrides_the_last_repetition_and_first_then_last_with_one(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        network:
+          - conv: {filters: 4, kernel: 3, padding: same}
+            repeat: 3
+            first: {strides: 2}
+            last: {filters: 8}
+          - dense: 2
+            repeat: 1
+            first: {units: 3}
+            last: {units: 5}
+        """,
+    )
+    convs = spec.network[:3]
+    assert [c.args["strides"] for c in convs] == [2, 1, 1]
+    assert [c.args["filters"] for c in convs] == [4, 4, 8]
+    assert spec.network[3].args["units"] == 5
+    assert "`last` applies only with `repeat`" in refused(
+        tmp_path, "network: [{dense: 2, last: {units: 3}}]\n"
+    )
+
+
+def test_an_error_inside_first_points_at_the_first_entry(tmp_path):
+    text = refused(
+        tmp_path,
+        """\
+        network:
+          - conv: {filters: 4, kernel: 3}
+            repeat: 2
+            first: {strides: -2, kernal: 3}
+        """,
+    )
+    assert re.search(
+        r"net\.yaml:6:13  network\[0\]\.first\.strides: `strides` must be positive", text
+    )
+    assert re.search(r"net\.yaml:6:\d+  network\[0\]\.first\.kernal: unknown argument", text)
+
+
+# ----------------------------------------------------------------------------- residual
+
+
+RESIDUAL = """\
+vars: {sc: none}
+network:
+  - conv: {filters: 4, kernel: 1}
+  - residual:
+      body: [conv: {filters: 4, kernel: 3, padding: same}]
+      shortcut: $sc
+      activation: relu
+"""
+
+
+def test_shortcut_none_is_the_body_alone(tmp_path):
+    spec = resolve(tmp_path, RESIDUAL)
+    assert spec.network[1].args["shortcut"] == "none" and len(spec.network[1].children) == 1
+    model_none = params(spec)
+    spec = resolve(tmp_path, RESIDUAL, {"vars.sc": "identity"})
+    assert spec.network[1].args["shortcut"] == "identity"
+    assert model_none == params(spec) == 16 + 148
+    from blockspec.builder.compile import compile_spec
+
+    names = [layer.name for layer in compile_spec(resolve(tmp_path, RESIDUAL)).model.layers]
+    assert "residual_add" not in names and "residual_out" in names
+
+
+def test_a_dollar_name_in_shortcut_that_names_nothing_says_so(tmp_path):
+    text = refused(tmp_path, RESIDUAL.replace("shortcut: $sc", "shortcut: $shortcut"))
+    assert re.search(
+        r"net\.yaml:8:7  network\[1\]\.residual\.shortcut: unknown name `\$shortcut`", text
+    )
+    text = refused(tmp_path, RESIDUAL.replace("{sc: none}", "{sc: sideways}"))
+    assert "`shortcut` is auto, identity, none or a list of steps" in text
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+def test_a_one_argument_block_takes_a_scalar_or_a_name(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        vars: {w: 6}
+        blocks:
+          unit:
+            args: {width: null}
+            body: [conv: {filters: $width, kernel: 1}]
+        network: [unit: 4, unit: $w, unit: [5]]
+        """,
+    )
+    assert [s.children[0][0].args["filters"] for s in spec.network] == [4, 6, 5]
+
+
+def test_trainable_false_freezes_the_steps_layers(tmp_path):
+    from blockspec.builder.compile import compile_spec
+
+    spec = resolve(
+        tmp_path,
+        """\
+        network:
+          - conv_bn: {filters: 4, kernel: 3}
+            name: stem
+            trainable: false
+          - conv: {filters: 2, kernel: 1}
+            name: head
+        """,
+    )
+    model = compile_spec(spec).model
+    frozen = {layer.name for layer in model.layers if not layer.trainable}
+    assert frozen and all(name.startswith("stem") for name in frozen)
+    assert model.get_layer("head").trainable
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    assert trainable == 4 * 2 + 2  # only the head's kernel and bias
+    text = refused(tmp_path, "network:\n  - dense: 2\n    trainable: maybe\n")
+    assert re.search(
+        r"net\.yaml:5:5  network\[0\]\.trainable: `trainable` must be true or false", text
+    )
+
+
+def test_every_example_in_the_language_1_1_doc_resolves(tmp_path):
+    examples = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(examples) == 2
+    for index, text in enumerate(examples):
+        path = tmp_path / f"example{index}.yaml"
+        path.write_text(text)
+        assert resolve_spec(str(path)).network
