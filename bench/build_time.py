@@ -31,6 +31,7 @@ def measure(spec: str, application: str, rounds: int, warmup: int = 1) -> dict:
     """Interleaved build times of the spec and of keras.applications, in seconds."""
     quiet_tensorflow()
     import keras
+
     from blockspec.builder import build_model
     from blockspec.builder.compile import compile_spec
     from blockspec.builder.resolve import resolve_spec

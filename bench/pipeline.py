@@ -100,6 +100,7 @@ def pipelines(folder: Path):
     """name -> (dataset, steps per epoch); every batch holds BATCH images."""
     import numpy as np
     import tensorflow as tf
+
     from blockspec.training import data as data_lib
 
     out = {}
@@ -141,6 +142,7 @@ EPOCHS = {"digits": 3, "folder": 2}
 def measure(quick: bool) -> dict:
     quiet_tensorflow()
     import keras
+
     from blockspec.builder import build_model
 
     with tempfile.TemporaryDirectory() as tmp:

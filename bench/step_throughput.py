@@ -54,6 +54,7 @@ def measure(
     import keras
     import numpy as np
     import tensorflow as tf
+
     from blockspec.builder import build_model
 
     ours = build_model(spec, {"input": list(shape), "vars.classes": CLASSES})

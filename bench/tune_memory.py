@@ -65,8 +65,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import keras
-    from blockspec.tuning.search import run_search
     from rich.console import Console
+
+    from blockspec.tuning.search import run_search
 
     class Probe(keras.callbacks.Callback):
         def on_train_end(self, logs=None):

@@ -78,8 +78,9 @@ def fit_timer():
 
 def measure(trials: int, epochs: int) -> dict:
     quiet_tensorflow()
-    from blockspec.tuning.search import run_search
     from rich.console import Console
+
+    from blockspec.tuning.search import run_search
 
     timer = fit_timer()
     overrides = {

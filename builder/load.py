@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from blockspec.builder.errors import Mark, Problem, SpecError, did_you_mean
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import blockspec
 import keras
 import numpy as np
 import pytest
+
+import blockspec
 from blockspec import build_model
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from blockspec import cli
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import Limits

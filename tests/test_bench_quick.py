@@ -37,9 +37,8 @@ def test_every_benchmark_runs_in_quick_mode():
 
 
 def test_resolve_scaling_spec_is_valid_and_builds():
-    from blockspec.builder import build_model, resolve_spec
-
     from bench.resolve_scaling import count_steps, generate
+    from blockspec.builder import build_model, resolve_spec
 
     resolved = resolve_spec(__import__("yaml").safe_load(generate(16)))
     assert count_steps(resolved.network) > 16

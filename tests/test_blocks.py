@@ -8,6 +8,7 @@ import typing
 
 import numpy as np
 import pytest
+
 from blockspec.builder import registry
 from blockspec.builder.registry import Kernel, Param, Positive
 

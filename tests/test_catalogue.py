@@ -17,6 +17,7 @@ import re
 import keras
 import numpy as np
 import pytest
+
 from blockspec.builder import build_model
 
 # spec, overrides, trainable, total: keras.applications' counts at its default input, 1000 classes

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from blockspec import cli
 from blockspec.builder import SpecError, resolve_spec
 from blockspec.builder.resolve.outputs import ACTIVATIONS, LOSSES, METRICS

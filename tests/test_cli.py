@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from blockspec import cli
 
 ROOT = Path(__file__).resolve().parent.parent

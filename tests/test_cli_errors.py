@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from blockspec import cli
 from blockspec.errors import MissingTool, UsageError
 from blockspec.training.errors import DataError, TrainingError
@@ -168,6 +169,7 @@ def test_list_cuts_at_a_word_and_keeps_text_in_brackets(monkeypatch, capsys):
 
 def test_evaluate_says_when_tta_lowers_accuracy(monkeypatch, capsys, tmp_path):
     import numpy as np
+
     from blockspec.training import evaluate
     from blockspec.training.commands import evaluate_command
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from blockspec import cli
 from blockspec.builder.resolve import resolve_spec
 from blockspec.views.diff import diff_specs

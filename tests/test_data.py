@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from blockspec.training import data as data_lib
 from blockspec.training.augment import AugmentError, augment_layers
 from blockspec.training.errors import DataError
@@ -294,6 +295,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_model(tmp_path, monkeypatch
     import errno
 
     import keras
+
     from blockspec.training.errors import WriteError
     from blockspec.training.export import save_model
 

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from blockspec import cli
 from blockspec.builder import registry
 from blockspec.builder.load import zoo_names

@@ -8,10 +8,11 @@ import json
 import shutil
 
 import pytest
+from training_fixtures import tiny_model, tiny_spec
+
 from blockspec import cli
 from blockspec.training.exporting import ExportError, export_model
 from blockspec.training.trainer import train
-from training_fixtures import tiny_model, tiny_spec
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from blockspec import cli
 from blockspec.training import callbacks as run_callbacks
 from blockspec.training import data as data_lib

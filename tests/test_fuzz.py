@@ -23,6 +23,9 @@ from functools import cache
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
 from blockspec.builder import registry
 from blockspec.builder.errors import SpecError
 from blockspec.builder.expr import ExpressionError, evaluate
@@ -35,8 +38,6 @@ from blockspec.builder.load import (
     zoo_names,
 )
 from blockspec.builder.resolve import resolve_spec
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("BLOCKSPEC_FUZZ_EXAMPLES", "0")) or None
 RESOLVE = settings(

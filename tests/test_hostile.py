@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from blockspec import cli
 from blockspec.builder.errors import SpecError
 from blockspec.builder.resolve import resolve_spec
@@ -233,8 +234,9 @@ def test_parameter_bomb_is_refused_before_any_weight_is_allocated():
 def test_a_refused_build_leaves_no_weight_to_allocate_later():
     """A limit or shape refusal drops the deferred weights: the next build does not allocate them."""
     keras = pytest.importorskip("keras")
-    from blockspec.builder.compile import compile_spec
     from keras.src.backend.common import global_state
+
+    from blockspec.builder.compile import compile_spec
 
     huge_then_broken = {
         "spec": 1,
@@ -273,8 +275,9 @@ def test_train_and_tune_take_the_limits_too(tmp_path, capsys, command):
 def test_models_load_in_safe_mode_and_custom_layers_are_registered(tmp_path):
     """No spec can produce a Lambda layer; blockspec's own layers are registered serialisable."""
     keras = pytest.importorskip("keras")
-    import blockspec.blocks  # noqa: F401  (imports the custom layers)
     import numpy as np
+
+    import blockspec.blocks  # noqa: F401  (imports the custom layers)
     from blockspec.builder import build_model
 
     def subclasses(cls):

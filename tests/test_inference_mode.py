@@ -12,11 +12,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from zoo_fixtures import EXAMPLES, ZOO, small_overrides, spec_id
+
 from blockspec.builder import resolve_spec
 from blockspec.builder.compile import compile_spec
 from blockspec.training import data as data_lib
 from blockspec.training.export import inference_model, save_model
-from zoo_fixtures import EXAMPLES, ZOO, small_overrides, spec_id
 
 
 def _has_batch_norm_or_dropout(model) -> bool:
@@ -110,6 +111,7 @@ def test_a_raw_resizing_step_does_not_switch_the_network_to_training():
 def test_trained_run_model_and_its_keras_export(tmp_path):
     """The issue's case: `blockspec train resnet18` on the digits, the saved model, its export."""
     import tensorflow as tf
+
     from blockspec.training.trainer import train
 
     resolved = resolve_spec(

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from blockspec.builder import SpecError, resolve_spec
 from blockspec.builder.expr import ExpressionError, evaluate
 

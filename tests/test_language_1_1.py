@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from blockspec.builder import SpecError, resolve_spec
 
 HEAD = "spec: 1\ninput: [16, 16, 3]\n"

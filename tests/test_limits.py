@@ -12,6 +12,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+
 from blockspec.builder.errors import SpecError
 from blockspec.builder.expr import Expansion, ExpressionError, evaluate
 from blockspec.builder.load import Limits

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from blockspec.builder import load
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import SPECS_DIR, parse_yaml

@@ -13,8 +13,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-import blockspec
 import pytest
+
+import blockspec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+
 from blockspec import cli
 from blockspec.builder.resolve import resolve_spec
 from blockspec.views.plot import GraphvizMissing, plot_graph, write_plot

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
+
 from blockspec.builder import resolve_spec
 from blockspec.builder.expr import MAX_EXPRESSION_CHARS, MAX_NODES
 from blockspec.builder.load import Limits

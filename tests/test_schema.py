@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from blockspec import cli
 from blockspec.builder import registry
 from blockspec.builder.errors import SpecError

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+
 from blockspec.builder.resolve import resolve_spec
 
 pytest.importorskip("keras")

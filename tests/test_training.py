@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from training_fixtures import tiny_model, tiny_spec
+
 from blockspec.builder.errors import SpecError
 from blockspec.training import callbacks as run_callbacks
 from blockspec.training.commands import evaluate_command, train_command
@@ -21,7 +23,6 @@ from blockspec.training.evaluate import evaluate_run, tta_views
 from blockspec.training.optim import EpochSchedule, make_optimizer, objectives
 from blockspec.training.run_folder import RunFolder
 from blockspec.training.trainer import train
-from training_fixtures import tiny_model, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "training_fixtures.py"

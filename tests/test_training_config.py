@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from blockspec.training.config import TRAIN_DEFAULTS, check_train, with_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras_tuner as kt
 import pytest
 import yaml
+
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import load_document
 from blockspec.builder.resolve import resolve_spec

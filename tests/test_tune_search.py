@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import pytest
+
 from blockspec import cli
 from blockspec.builder.errors import SpecError
 from blockspec.builder.resolve import resolve_spec
@@ -248,8 +249,9 @@ def test_hyperband_continues_a_trial_from_its_epoch(spec, tmp_path):
 def test_the_best_epoch_weights_are_written_once_when_fit_ends(tmp_path):
     import keras_tuner as kt
     import numpy as np
-    from blockspec.tuning.hypermodel import BestEpochInMemory
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    from blockspec.tuning.hypermodel import BestEpochInMemory
 
     inner = SaveBestEpoch(kt.Objective("score", "min"), str(tmp_path / "best.weights.h5"))
     writes = []

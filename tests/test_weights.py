@@ -7,6 +7,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+
 from blockspec.builder.compile import build_model
 from blockspec.builder.weights import (
     WeightsError,

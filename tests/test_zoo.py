@@ -17,14 +17,15 @@ import math
 import keras
 import numpy as np
 import pytest
+from zoo_fixtures import EXAMPLES, ZOO
+from zoo_fixtures import small_overrides as _small_overrides
+from zoo_fixtures import spec_id as _spec_id
+
 from blockspec import cli
 from blockspec.builder import build_model, resolve_spec
 from blockspec.builder.compile import compile_spec
 from blockspec.builder.load import load_document
 from blockspec.views.summary import stats
-from zoo_fixtures import EXAMPLES, ZOO
-from zoo_fixtures import small_overrides as _small_overrides
-from zoo_fixtures import spec_id as _spec_id
 
 # spec, overrides, inference, trainable, total (count_params(): batch-norm moving statistics too)
 COUNTS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+
 from blockspec.training.config import AUGMENT_LAYERS, FACTOR_LAYERS
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 import numpy as np
+
 from blockspec.training.errors import RunFolderError
 from blockspec.training.run_folder import RunFolder, read_record
 

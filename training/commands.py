@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blockspec.builder.load import DEFAULT_LIMITS, Limits
-from blockspec.training.errors import TrainingError
-from blockspec.training.run_folder import run_dir_for
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.training.run_folder import run_dir_for
 
 __all__ = ["evaluate_command", "resume_command", "run_dir_for", "train_command"]
 
@@ -77,11 +77,7 @@ def train_command(
     from blockspec.training import trainer  # imports TensorFlow
 
     console = Console()
-    try:
-        run_dir = run_dir_for(resolved.name, out)
-    except TrainingError as e:
-        console.print("[bold red]error:[/]", escape(str(e)), soft_wrap=True)
-        return 2
+    run_dir = run_dir_for(resolved.name, out)  # a TrainingError goes up to the CLI (exit 2)
     console.print(f"[bold]Training[/] {escape(resolved.name)} -> {escape(str(run_dir))}")
     try:
         # A progress bar in a terminal; one line per epoch in a log file or CI.
@@ -96,9 +92,6 @@ def train_command(
             build=build,
             records=records,
         )
-    except TrainingError as e:
-        console.print("[bold red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
-        return 2
     except KeyboardInterrupt:
         reason = _reason_of(run_dir)
         print(
@@ -165,11 +158,7 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     from blockspec.training.evaluate import evaluate_run  # imports TensorFlow
 
     console = Console()
-    try:
-        result = evaluate_run(run_dir, tta)
-    except TrainingError as e:
-        console.print("[bold red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
-        return 2
+    result = evaluate_run(run_dir, tta)  # a TrainingError goes up to the CLI (exit 2)
     views = ", ".join(result.views) or "none"
     table = Table(
         title=f"{result.examples} {result.split} examples",

@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
 from blockspec.builder.compile import call_layer
 from blockspec.training import data_checks as checks
 from blockspec.training.errors import DataError

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from blockspec.training.errors import DataError
 
 NPZ_LIMIT_BYTES = 4 << 30

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
+
 from blockspec.training.errors import TrainingError
 
 

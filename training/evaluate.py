@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
 from blockspec.training import data as data_lib
 from blockspec.training.errors import ModelFileError, RunFolderError, TrainingError
 from blockspec.training.run_folder import RunFolder, read_record

@@ -208,6 +208,7 @@ def _check_request(format: str, quantize: str | None) -> None:
 def _load_source(source: Path):
     """(the Keras model, the run's `run.json` or None)."""
     import keras
+
     from blockspec.training import files
     from blockspec.training.evaluate import register_custom_layers
     from blockspec.training.trainer import RUN_FILE

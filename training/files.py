@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from blockspec.training.errors import WriteError
 
 # libyaml's emitter when PyYAML has it: the same text, about five times faster.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.spec import ResolvedSpec
 from blockspec.training.config import check_train, with_defaults

@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
 from blockspec.builder.compile import dtype_policy
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.spec import ResolvedSpec

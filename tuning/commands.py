@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from blockspec.builder.errors import SpecError
-from blockspec.builder.load import DEFAULT_LIMITS, Limits
 from rich.console import Console
 from rich.table import Table
+
+from blockspec.builder.errors import SpecError
+from blockspec.builder.load import DEFAULT_LIMITS, Limits
 
 DEFAULT_ORACLE = ("127.0.0.1", 8000)
 
@@ -63,6 +64,7 @@ def tune_command(
         raise SpecError(f"--worker takes a number >= 0. Received: {worker}")
     host, port = oracle_address(oracle)
     import keras_tuner as kt  # imports TensorFlow
+
     from blockspec.tuning.search import Role, run_search
 
     console = Console()

@@ -18,6 +18,8 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the callback every trial gets
+
 from blockspec.builder.compile import compile_spec
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, format_path
@@ -29,7 +31,6 @@ from blockspec.training.callbacks import load_state, weights_bytes
 from blockspec.training.config import with_defaults
 from blockspec.training.errors import DataError, TrainingError, WriteError
 from blockspec.tuning.document import PathT, SpaceIndex, concrete_document, contains_space
-from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the callback every trial gets
 
 VALUES_FILE = "trial_values.json"
 

@@ -32,6 +32,12 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
+from keras_tuner.src.engine.oracle import Display
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Limits, load_document
 from blockspec.builder.resolve import resolve_spec
@@ -46,11 +52,6 @@ from blockspec.training.optim import CROSSENTROPY, SPARSE_METRICS
 from blockspec.training.run_folder import RunFolder, run_dir_for
 from blockspec.tuning.document import rebase_data_paths
 from blockspec.tuning.hypermodel import SpecHyperModel
-from keras_tuner.src import config as kt_config
-from keras_tuner.src.engine.oracle import Display
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 PROJECT = "trials"  # keras-tuner's project folder inside the search folder
 STATE_FILE = "tune.json"  # which spec this folder searches; a resume checks it

@@ -139,6 +139,7 @@ def bench_spec(
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+
     from blockspec.builder.compile import compile_spec, dtype_policy
     from blockspec.builder.load import DEFAULT_LIMITS
     from blockspec.builder.resolve import resolve_spec

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
 from blockspec.builder import registry
 from blockspec.builder.spec import ResolvedSpec, Step
 from blockspec.views import spaces

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from blockspec.builder.load import find_spec, load_document
 from blockspec.errors import UsageError
 
