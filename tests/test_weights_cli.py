@@ -46,12 +46,12 @@ def test_build_model_takes_weights_and_says_what_loaded(spec_and_weights, capsys
 
 def test_build_weights_strict_refuses_a_partial_file_with_exit_2(spec_and_weights, capsys):
     spec, weights = spec_and_weights
-    other = spec.with_name("seven.yaml")
-    other.write_text(SPEC.replace("dense: 10", "dense: 7"))
+    other = spec.with_name("wider.yaml")
+    other.write_text(SPEC.replace("filters: 4", "filters: 5"))
     code = cli.main(["build", str(other), "--weights", str(weights), "--weights-strict"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "main" in err and "(4, 7)" in err and "Traceback" not in err
+    assert "(3, 3, 1, 5)" in err and "(3, 3, 1, 4)" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
