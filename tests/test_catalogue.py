@@ -11,12 +11,13 @@ Where the numbers come from, and lines per spec: docs/zoo.md.
 
 from __future__ import annotations
 
-import math
 import re
 
 import keras
 import numpy as np
 import pytest
+from zoo_fixtures import shapes_only as _shapes_only
+from zoo_fixtures import size as _size
 
 from blockspec.builder import build_model
 
@@ -67,19 +68,6 @@ COUNTS = [
         id="MobileNetV3Small-0.75",
     ),
 ]
-
-
-def _size(weights) -> int:
-    return sum(math.prod(w.shape) for w in weights)
-
-
-def _shapes_only(fn):
-    """Runs `fn` with weights that have shapes but no values (nothing is initialised)."""
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            return fn()
-    finally:
-        keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("spec, overrides, trainable, total", COUNTS)

@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import pytest
 from zoo_fixtures import EXAMPLES, ZOO
+from zoo_fixtures import shapes_only as _shapes_only
+from zoo_fixtures import size as _size
 from zoo_fixtures import small_overrides as _small_overrides
 from zoo_fixtures import spec_id as _spec_id
 
@@ -68,19 +70,6 @@ COUNTS = [
     # keras.applications.InceptionV3
     pytest.param("inception_v3", {}, False, 23_817_352, 23_851_784, id="inception_v3"),
 ]
-
-
-def _size(weights) -> int:
-    return sum(math.prod(w.shape) for w in weights)
-
-
-def _shapes_only(fn):
-    """Runs `fn` with weights that have shapes but no values (nothing is initialised)."""
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            return fn()
-    finally:
-        keras.backend.clear_session()  # forgets the uninitialised variables
 
 
 @pytest.mark.parametrize("spec, overrides, inference, trainable, total", COUNTS)

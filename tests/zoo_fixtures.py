@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import keras
 
 from blockspec.builder.load import SPECS_DIR, load_document
 
@@ -30,3 +33,17 @@ def small_overrides(path: Path) -> dict:
         if shape[0] > side:
             overrides["input"] = [side, side, shape[2]]
     return overrides
+
+
+def size(weights) -> int:
+    """How many numbers the weights hold."""
+    return sum(math.prod(w.shape) for w in weights)
+
+
+def shapes_only(fn):
+    """Runs `fn` with weights that have shapes but no values (nothing is initialised)."""
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return fn()
+    finally:
+        keras.backend.clear_session()  # forgets the uninitialised variables
