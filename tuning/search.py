@@ -20,23 +20,19 @@ import contextlib
 import gc
 import hashlib
 import json
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
-from keras_tuner.src.engine.oracle import Display
+from keras_tuner.src import utils as kt_utils
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Limits, load_document
@@ -50,8 +46,9 @@ from blockspec.training.callbacks import best_mode
 from blockspec.training.config import with_defaults
 from blockspec.training.optim import CROSSENTROPY, SPARSE_METRICS
 from blockspec.training.run_folder import RunFolder, run_dir_for
-from blockspec.tuning.document import rebase_data_paths
 from blockspec.tuning.hypermodel import SpecHyperModel
+from blockspec.tuning.records import SearchFiles, TrialTable, _fmt, best_trial, failure_reason
+from blockspec.tuning.roles import Role, quiet_conditions, serve_oracle
 
 PROJECT = "trials"  # keras-tuner's project folder inside the search folder
 STATE_FILE = "tune.json"  # which spec this folder searches; a resume checks it
@@ -142,297 +139,6 @@ def _metric_name(resolved: ResolvedSpec, output: str, metric: str) -> str:
         cfg["label_smoothing"] or loss == "categorical_crossentropy"
     )
     return SPARSE_METRICS.get(metric, metric) if one_hot else metric
-
-
-# -- roles -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Role:
-    """This process' part in a search: alone, the chief (runs the oracle) or worker N."""
-
-    chief: bool = False
-    worker: int | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-
-    @property
-    def distributed(self) -> bool:
-        return self.chief or self.worker is not None
-
-    @property
-    def tuner_id(self) -> str:
-        if self.chief:
-            return "chief"
-        return f"tuner{self.worker}" if self.worker is not None else "tuner0"
-
-    def apply(self) -> None:
-        """Set (or, searching alone, clear) keras-tuner's KERASTUNER_* environment variables."""
-        names = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
-        if not self.distributed:
-            for name in names:
-                os.environ.pop(name, None)
-            return
-        os.environ.update(dict(zip(names, (self.tuner_id, self.host, str(self.port)), strict=True)))
-
-
-# -- the trial table -------------------------------------------------------------------------------
-
-
-class TrialTable(Display):
-    """keras-tuner's `Display` for the oracle: a live table of trials, and the files after each.
-
-    It sits on the process that holds the oracle (the chief in a distributed search), so it sees
-    every trial. On a terminal the table redraws in place; elsewhere each finished trial prints
-    one line. Per-trial seconds are part of the oracle's saved state, so they survive a resume.
-    """
-
-    def __init__(
-        self,
-        oracle,
-        *,
-        console: Console,
-        objective: kt.Objective,
-        on_trial_end: Callable[[Any], None] | None = None,
-    ):
-        super().__init__(oracle=oracle, verbose=1)
-        self.console = console
-        self.objective = objective
-        self.hook = on_trial_end
-        self.seconds: dict[str, float] = {}
-        self.live: Live | None = None
-
-    # keras-tuner's Display interface
-    def on_trial_begin(self, trial) -> None:
-        now = datetime.now()
-        self.trial_start[trial.trial_id] = now
-        if self.search_start is None:
-            self.search_start = now
-        self.trial_number[trial.trial_id] = len(self.oracle.trials)
-        self.refresh()
-
-    def on_trial_end(self, trial) -> None:
-        start = self.trial_start.get(trial.trial_id)
-        if start is not None:
-            self.seconds[trial.trial_id] = round((datetime.now() - start).total_seconds(), 2)
-        if self.hook is not None:
-            self.hook(self.oracle)
-        if self.live is None:
-            self.console.print(self.line(trial), markup=False, highlight=False, soft_wrap=True)
-        self.refresh()
-
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "seconds": self.seconds}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        super().set_state(state)
-        self.seconds = dict(state.get("seconds") or {})
-
-    # rendering
-    @contextmanager
-    def showing(self) -> Iterator[None]:
-        """Redraw the table in place while the block runs (on a terminal)."""
-        if self.console.is_terminal:
-            self.live = Live(self.render(), console=self.console, auto_refresh=False)
-            self.live.start()
-        try:
-            yield
-        finally:
-            if self.live is not None:
-                self.live.update(self.render(), refresh=True)
-                self.live.stop()
-                self.live = None
-
-    def refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self.render(), refresh=True)
-
-    def render(self, limit: int | None = None) -> Table:
-        trials = sorted(self.oracle.trials.values(), key=lambda t: t.trial_id)
-        if limit is None and self.live is not None:
-            limit = max(5, self.console.size.height - 8)
-        names = hp_names(self.oracle)
-        best = best_trial(self.oracle)
-        table = Table(title=f"trials: {self.objective.name} ({self.objective.direction})")
-        table.add_column("trial", justify="right")
-        for name in names:
-            table.add_column(name, justify="right", overflow="fold")
-        table.add_column(self.objective.name, justify="right")
-        table.add_column("s", justify="right")
-        table.add_column("status")
-        if limit and len(trials) > limit:
-            table.caption = f"{len(trials) - limit} earlier trials in trials.csv"
-            trials = trials[-limit:]
-        for trial in trials:
-            values = trial.hyperparameters.values
-            running = trial.status == "RUNNING"
-            seconds = self.seconds.get(trial.trial_id)
-            if running and trial.trial_id in self.trial_start:
-                seconds = (datetime.now() - self.trial_start[trial.trial_id]).total_seconds()
-            table.add_row(
-                trial.trial_id,
-                *[_fmt(values.get(name)) for name in names],
-                _fmt(trial.score) if trial.status == "COMPLETED" else "",
-                _fmt(seconds, 3),
-                trial.status.lower(),
-                style="bold green" if best is not None and trial is best else None,
-            )
-        return table
-
-    def line(self, trial) -> str:
-        seconds = self.seconds.get(trial.trial_id)
-        head = f"trial {trial.trial_id} {trial.status.lower():9s}"
-        if trial.status == "COMPLETED":
-            head += f" {self.objective.name}={_fmt(trial.score)}"
-        head += f" ({_fmt(seconds, 3)} s)"
-        values = ", ".join(
-            f"{k}={_fmt(v)}"
-            for k, v in trial.hyperparameters.values.items()
-            if not k.startswith("tuner/")
-        )
-        text = f"{head}  {values}"
-        if trial.status != "COMPLETED":
-            text += f"  [{failure_reason(trial.message)}]"
-        return text
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def hp_names(oracle) -> list[str]:
-    """The search space's hyperparameter names, in the order the spec meets them."""
-    names: list[str] = []
-    for hp in oracle.hyperparameters.space:
-        if hp.name not in names:
-            names.append(hp.name)
-    return names
-
-
-def best_trial(oracle):
-    done = [t for t in oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
-    if not done:
-        return None
-    pick = max if oracle.objective.direction == "max" else min
-    return pick(done, key=lambda t: t.score)
-
-
-def failure_reason(message: str | None) -> str:
-    """The reason in a failed trial's message (keras-tuner stores the whole traceback)."""
-    if not message:
-        return ""
-    marker = "FailedTrialError: "
-    at = message.rfind(marker)
-    text = message[at + len(marker) :] if at >= 0 else message.strip().splitlines()[-1]
-    return " ".join(text.split())
-
-
-# -- the search folder's files ---------------------------------------------------------------------
-
-
-class SearchFiles:
-    """Writes trials.csv, objective.png and best.yaml from the oracle's trials."""
-
-    def __init__(
-        self,
-        out_dir: Path,
-        hypermodel: SpecHyperModel,
-        table: TrialTable | None = None,
-        spec_label: str | None = None,
-    ):
-        self.out_dir = out_dir
-        self.hypermodel = hypermodel
-        self.table = table
-        file = hypermodel.index.document.file
-        self.spec_file = spec_label or file
-        self.spec_dir = Path(file).resolve().parent if Path(file).is_file() else None
-
-    def write(self, oracle, plot: bool = False) -> None:
-        """trials.csv and best.yaml (after each trial); the plot too with `plot` (at the end)."""
-        trials = sorted(oracle.trials.values(), key=lambda t: t.trial_id)
-        self.write_csv(oracle, trials)
-        if plot:
-            self.plot(oracle, trials)
-        best = best_trial(oracle)
-        if best is not None:
-            self.write_best(best, len(trials))
-
-    def write_csv(self, oracle, trials) -> None:
-        names = hp_names(oracle)
-        hyperband = any("tuner/epochs" in t.hyperparameters.values for t in trials)
-        extra = ["epochs", "continues"] if hyperband else []
-        header = ["trial", "status", oracle.objective.name, "seconds", *extra, *names, "reason"]
-        seconds = self.table.seconds if self.table is not None else {}
-        rows = []
-        for t in trials:
-            values = t.hyperparameters.values
-            row = [
-                t.trial_id,
-                t.status,
-                t.score if t.status == "COMPLETED" and t.score is not None else "",
-                seconds.get(t.trial_id, ""),
-            ]
-            if hyperband:
-                row += [values.get("tuner/epochs", ""), values.get("tuner/trial_id", "")]
-            row += [values.get(n, "") for n in names]
-            row.append(failure_reason(t.message) if t.status in ("FAILED", "INVALID") else "")
-            rows.append(row)
-        files.write_csv(self.out_dir / "trials.csv", header, rows)
-
-    def plot(self, oracle, trials) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        name, direction = oracle.objective.name, oracle.objective.direction
-        done = [
-            (int(t.trial_id), t.score)
-            for t in trials
-            if t.status == "COMPLETED" and t.score is not None
-        ]
-        failed = [int(t.trial_id) for t in trials if t.status in ("FAILED", "INVALID")]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        if done:
-            xs, ys = zip(*done, strict=True)
-            ax.plot(xs, ys, "o", label=name)
-            best, so_far = [], None
-            for y in ys:
-                so_far = y if so_far is None else (max if direction == "max" else min)(so_far, y)
-                best.append(so_far)
-            ax.step(xs, best, where="post", label="best so far")
-        if failed:
-            low = min((y for _, y in done), default=0.0)
-            ax.plot(failed, [low] * len(failed), "x", color="red", label="failed")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(name)
-        ax.set_title(f"{len(done)} completed, {len(failed)} failed ({direction})")
-        ax.grid(alpha=0.3)
-        if done or failed:
-            ax.legend()
-        fig.tight_layout()
-        files.atomic_write(
-            self.out_dir / "objective.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100)
-        )
-        plt.close(fig)
-
-    def write_best(self, trial, count: int) -> None:
-        document = self.hypermodel.concrete(trial.hyperparameters)
-        document = rebase_data_paths(document, self.spec_dir, self.out_dir)
-        name = self.hypermodel.objective.name
-        path = self.out_dir / "best.yaml"
-        header = (
-            f"# The best of {count} trials of `blockspec tune {self.spec_file}`: trial "
-            f"{trial.trial_id}, {name} = {trial.score:.4f}.\n"
-            "# Each search space of that spec holds the value this trial used. Train it with:\n"
-            f"#   blockspec train {path}\n"
-        )
-        text = files.yaml_text(document, sort_keys=False, default_flow_style=None, width=100)
-        files.write_text(path, header + text)
 
 
 # -- tuners ----------------------------------------------------------------------------------------
@@ -673,37 +379,31 @@ def run_search(
     overwrite = overwrite and owner
     # One search writes a folder at a time (workers write only their trials, via the chief).
     lock = RunFolder.lock(out) if owner else contextlib.nullcontext()
-    with lock:
+    with lock, atomic_tuner_state():
         resumed = owner and not overwrite and (out / PROJECT / "oracle.json").is_file()
         if owner:
             _prepare_folder(out, document, overwrite)
             if resumed:
                 _mark_resumable(out, role.tuner_id)
-        elif (out / STATE_FILE).is_file():
-            state = files.read_json(out / STATE_FILE)
-            if state.get("fingerprint") != fingerprint(document.data):
-                raise SpecError(
-                    f"the chief searches another spec (or other --set values) in {out}: "
-                    f"{state.get('spec')}. Give every worker the chief's spec and --set values."
-                )
+        else:
+            _check_chief_state(out, document)
         if not resolved.hyperparameters:
             console.print("The spec has no search spaces: one trial trains it as it is.")
         role.apply()
         if role.distributed:
-            _quiet_conditions()
-
+            quiet_conditions()
         tune = resolved.tune
         cap = tune.get("max_epochs") if tune.get("tuner", "random") != "hyperband" else None
         hypermodel = SpecHyperModel(document, objective, max_epochs=cap, limits=limits)
-        table: TrialTable | None = None
         writer = SearchFiles(out, hypermodel, spec_label=spec if isinstance(spec, str) else None)
+        tables: list[TrialTable] = []
 
         def make_table(oracle) -> TrialTable:
-            nonlocal table
             table = TrialTable(
                 oracle, console=console, objective=objective, on_trial_end=writer.write
             )
             writer.table = table
+            tables[:] = [table]
             return table
 
         tuner = make_tuner(
@@ -715,59 +415,101 @@ def run_search(
             console=console,
         )
         if owner:
-            files.write_json(
-                out / STATE_FILE,
-                {
-                    "spec": document.file,
-                    "fingerprint": fingerprint(document.data),
-                    "tuner": tune.get("tuner", "random"),
-                    "objective": {"name": objective.name, "direction": objective.direction},
-                },
-            )
-            done = len(tuner.oracle.trials)
-            if resumed:
-                console.print(
-                    f"Resuming the search in {out}: {done} trials so far.", soft_wrap=True
-                )
-            else:
-                kind = tune.get("tuner", "random")
-                console.print(f"Searching {resolved.name} ({kind}) -> {out}", soft_wrap=True)
-            tuner.save()  # a search killed during its first trial resumes it
+            _begin(tuner, out, document, resolved, objective, resumed, console)
         try:
-            if role.chief:
-                assert table is not None
-                console.print(
-                    f"Oracle listening on {role.host}:{role.port}; start the workers.",
-                    soft_wrap=True,
-                )
-                with table.showing():
-                    serve_oracle(tuner, role.host, role.port)
-            elif role.worker is not None:
-                with frozen_heap(), data_lib.shared_between_runs():
-                    tuner.search(callbacks=list(callbacks))
-            else:
-                assert table is not None
-                with table.showing(), frozen_heap(), data_lib.shared_between_runs():
-                    tuner.search(callbacks=list(callbacks))
+            _search(tuner, role, tables[-1] if tables else None, callbacks, console)
         finally:
             if owner:
                 writer.write(tuner.oracle, plot=True)
         result = SearchResult(out_dir=out, objective=objective, resumed=resumed)
         result.seconds = time.time() - started
-        if not owner:
-            return result
-        trials = list(tuner.oracle.trials.values())
-        result.trials = len(trials)
-        result.completed = sum(t.status == "COMPLETED" for t in trials)
-        result.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
-        best = best_trial(tuner.oracle)
-        if best is not None:
-            result.best_id, result.best_score = best.trial_id, best.score
-            result.best_values = {
-                k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")
-            }
-            result.best_path = out / "best.yaml"
+        if owner:
+            _summarize(result, tuner.oracle, out)
         return result
+
+
+def _check_chief_state(out: Path, document) -> None:
+    """A worker refuses to join a search of another spec (or other `--set` values)."""
+    if not (out / STATE_FILE).is_file():
+        return
+    state = files.read_json(out / STATE_FILE)
+    if state.get("fingerprint") != fingerprint(document.data):
+        raise SpecError(
+            f"the chief searches another spec (or other --set values) in {out}: "
+            f"{state.get('spec')}. Give every worker the chief's spec and --set values."
+        )
+
+
+def _begin(tuner, out: Path, document, resolved, objective, resumed: bool, console) -> None:
+    """Record which spec the folder searches, say what starts, save the fresh state."""
+    kind = resolved.tune.get("tuner", "random")
+    files.write_json(
+        out / STATE_FILE,
+        {
+            "spec": document.file,
+            "fingerprint": fingerprint(document.data),
+            "tuner": kind,
+            "objective": {"name": objective.name, "direction": objective.direction},
+        },
+    )
+    if resumed:
+        done = len(tuner.oracle.trials)
+        console.print(f"Resuming the search in {out}: {done} trials so far.", soft_wrap=True)
+    else:
+        console.print(f"Searching {resolved.name} ({kind}) -> {out}", soft_wrap=True)
+    tuner.save()  # a search killed during its first trial resumes it
+
+
+def _search(tuner, role: Role, table: TrialTable | None, callbacks, console) -> None:
+    """Run this process' part: serve the oracle (chief), or run trials (worker, or alone)."""
+    if role.chief:
+        assert table is not None
+        console.print(
+            f"Oracle listening on {role.host}:{role.port}; start the workers.", soft_wrap=True
+        )
+        with table.showing():
+            serve_oracle(tuner, role.host, role.port)
+        return
+    showing = table.showing() if table is not None else contextlib.nullcontext()
+    with showing, frozen_heap(), data_lib.shared_between_runs():
+        tuner.search(callbacks=list(callbacks))
+
+
+def _summarize(result: SearchResult, oracle, out: Path) -> None:
+    trials = list(oracle.trials.values())
+    result.trials = len(trials)
+    result.completed = sum(t.status == "COMPLETED" for t in trials)
+    result.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
+    best = best_trial(oracle)
+    if best is not None:
+        result.best_id, result.best_score = best.trial_id, best.score
+        result.best_values = {
+            k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")
+        }
+        result.best_path = out / "best.yaml"
+
+
+@contextmanager
+def atomic_tuner_state() -> Iterator[None]:
+    """keras-tuner's own state (`oracle.json`, each `trial.json`, the tuner's) written atomically.
+
+    keras-tuner writes them all through `utils.save_json`; while a search runs, that goes through
+    `files.write_text` (a temporary file, then one rename): a search killed or out of disk mid-write
+    leaves the previous state whole, and a full disk is a `WriteError`, not a half-written JSON
+    that the next resume cannot read.
+    """
+    original = kt_utils.save_json
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        files.write_text(path, text)
+        return text
+
+    kt_utils.save_json = save_json
+    try:
+        yield
+    finally:
+        kt_utils.save_json = original
 
 
 @contextmanager
@@ -810,56 +552,3 @@ def _mark_resumable(out: Path, tuner_id: str) -> None:
     path = out / PROJECT / f"{tuner_id}.json"
     if not path.is_file():
         files.write_json(path, {})
-
-
-def _quiet_conditions() -> None:
-    """keras-tuner 1.4.8's `Parent.to_proto` prints each condition it sends (a stray debug print)."""
-    import contextlib
-    import io
-
-    from keras_tuner.src.engine import conditions
-
-    original = conditions.Parent.to_proto
-    if getattr(original, "quiet", False):
-        return
-
-    def to_proto(self):
-        with contextlib.redirect_stdout(io.StringIO()):
-            return original(self)
-
-    to_proto.quiet = True
-    conditions.Parent.to_proto = to_proto
-
-
-def serve_oracle(tuner, host: str, port: int, poll: float = 0.5) -> None:
-    """Serve the chief's oracle to the workers over gRPC until the search is done.
-
-    keras-tuner's own chief loop (`BaseTuner.search` on the chief) checks every 20 s whether the
-    workers are done; this one checks every `poll` seconds.
-    """
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
-
-    tuner.save()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = OracleServicer(tuner.oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as e:
-        bound, error = 0, e
-    else:
-        error = None
-    if not bound:
-        raise kt.errors.FatalError(
-            f"the oracle cannot listen on {host}:{port} ({error or 'in use?'})"
-        )
-    server.start()
-    try:
-        while not (servicer.stop_triggered and exit_chief(tuner.oracle)):
-            time.sleep(poll)
-    finally:
-        server.stop(grace=1.0)
