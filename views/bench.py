@@ -149,19 +149,13 @@ def bench_spec(
         precision = "mixed_float16" if gpus else "float32"
     if jit is None:
         jit = bool(gpus)
-    if gpus:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-        device = f"GPU ({name})"
-        tf.config.experimental.reset_memory_stats("GPU:0")
-    else:
-        device = f"CPU ({_cpu_name()}, {os.cpu_count()} cores)"
+    device = _device_name(gpus)
     baseline = 0 if gpus else _peak_rss_bytes()
 
     resolved = resolve_spec(spec, overrides, limits=limits or DEFAULT_LIMITS)
     batch = batch or int((resolved.train or {}).get("batch_size") or 32)
     with dtype_policy(precision):
-        built = compile_spec(resolved)
-        model = built.model
+        model = compile_spec(resolved).model
         notes: list[str] = []
         x, shapes = _inputs(resolved, batch, notes)
         optimizer, losses, labels = _objectives(resolved, model, batch, steps)
@@ -169,23 +163,8 @@ def bench_spec(
         if gpus:  # resident on the device: no host-to-device copy inside the timed steps
             with tf.device("/GPU:0"):
                 x, labels = tf.nest.map_structure(tf.identity, (x, labels))
-        for _ in range(warmup):
-            model.train_on_batch(x, labels)
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, labels)  # returns the loss: waits for the step
-        train_seconds = time.perf_counter() - start
-
-        inference = _inference_model(resolved, model)
-        forward = tf.function(lambda t: inference(t, training=False), jit_compile=jit)
-        for _ in range(warmup or 1):
-            _sync(forward(x))
-        start = time.perf_counter()
-        out = None
-        for _ in range(steps):
-            out = forward(x)
-        _sync(out)
-        infer_seconds = time.perf_counter() - start
+        train_seconds = _time_training(model, x, labels, steps, warmup)
+        infer_seconds = _time_inference(_inference_model(resolved, model), x, steps, warmup, jit)
         if gpus:
             peak = int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
             kind = "GPU allocator peak"
@@ -211,6 +190,42 @@ def bench_spec(
         params=params,
         notes=notes,
     )
+
+
+def _device_name(gpus) -> str:
+    """The device the benchmark runs on, for the report (its memory statistics reset)."""
+    import tensorflow as tf
+
+    if not gpus:
+        return f"CPU ({_cpu_name()}, {os.cpu_count()} cores)"
+    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    return f"GPU ({name})"
+
+
+def _time_training(model, x, labels, steps: int, warmup: int) -> float:
+    """Seconds for `steps` training steps, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        model.train_on_batch(x, labels)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, labels)  # returns the loss: waits for the step
+    return time.perf_counter() - start
+
+
+def _time_inference(inference, x, steps: int, warmup: int, jit: bool) -> float:
+    """Seconds for `steps` forward passes in inference mode, after the warm-up ones."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda t: inference(t, training=False), jit_compile=jit)
+    for _ in range(warmup or 1):
+        _sync(forward(x))
+    start = time.perf_counter()
+    out = None
+    for _ in range(steps):
+        out = forward(x)
+    _sync(out)
+    return time.perf_counter() - start
 
 
 def _inputs(resolved, batch: int, notes: list[str]):
