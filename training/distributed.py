@@ -114,11 +114,6 @@ def custom_fit(
         verbose: 1 shows a progress bar.
         jit_compile: compile the replica step with XLA.
     """
-    optimizer = model.optimizer
-    losses = {name: _per_example(fn) for name, fn in objectives.loss.items()}
-    weights = objectives.loss_weights
-    accuracy = [n for n, m in objectives.metrics.items() if _has_accuracy(m)]
-    names = list(losses)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dist_train = strategy.experimental_distribute_dataset(train.with_options(options))
@@ -127,6 +122,67 @@ def custom_fit(
         if validation is not None
         else None
     )
+    train_step, eval_step = _step_functions(
+        model, strategy, objectives, global_batch_size, jit_compile
+    )
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, model=model, add_history=False, add_progbar=False
+    )
+    callback_list.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": verbose})
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        callback_list.on_epoch_begin(epoch)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        bar = keras.utils.Progbar(steps_per_epoch) if verbose else None
+        logs = _train_epoch(model, dist_train, train_step, callback_list, bar)
+        if dist_val is not None and not model.stop_training:
+            val: dict[str, float] = {}
+            for x, y in dist_val:
+                for k, v in eval_step(x, y).items():
+                    val[k] = val.get(k, 0.0) + float(v)
+            logs.update({f"val_{k}": v for k, v in _averaged(val).items()})
+        if bar is not None:
+            bar.update(steps_per_epoch, list(logs.items()), finalize=True)
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+
+
+def _averaged(totals: dict[str, float]) -> dict[str, float]:
+    """Per-example means from summed statistics and their `count`."""
+    totals = dict(totals)
+    count = max(totals.pop("count"), 1.0)
+    return {k: v / count for k, v in totals.items()}
+
+
+def _train_epoch(model, dist_train, train_step, callback_list, bar) -> dict[str, float]:
+    """One pass over the distributed training data; the epoch's mean statistics."""
+    totals: dict[str, float] = {}
+    for step, (x, y) in enumerate(dist_train):
+        for k, v in train_step(x, y).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        logs = _averaged(totals)
+        callback_list.on_train_batch_end(step, logs)
+        if bar is not None:
+            # The values are running means already: show them as they are.
+            bar.stateful_metrics.update([*logs, *(f"val_{k}" for k in logs)])
+            bar.update(step + 1, list(logs.items()))
+        if model.stop_training:
+            break
+    return _averaged(totals)
+
+
+def _step_functions(model, strategy, objectives, global_batch_size: int, jit_compile: bool):
+    """The distributed training and evaluation steps: each returns summed statistics (losses,
+    hits, `count`) over the global batch, reduced across replicas."""
+    optimizer = model.optimizer
+    losses = {name: _per_example(fn) for name, fn in objectives.loss.items()}
+    weights = objectives.loss_weights
+    accuracy = [n for n, m in objectives.metrics.items() if _has_accuracy(m)]
+    names = list(losses)
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def sums(y, pred):
@@ -182,46 +238,4 @@ def custom_fit(
     def eval_step(x, y):
         return reduce(strategy.run(replica_eval, args=(x, y)))
 
-    def averaged(totals):
-        count = max(totals.pop("count"), 1.0)
-        return {k: v / count for k, v in totals.items()}
-
-    callback_list = keras.callbacks.CallbackList(
-        callbacks, model=model, add_history=False, add_progbar=False
-    )
-    callback_list.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": verbose})
-    model.stop_training = False
-    callback_list.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        callback_list.on_epoch_begin(epoch)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        bar = None
-        totals: dict[str, float] = {}
-        for step, (x, y) in enumerate(dist_train):
-            stats = {k: float(v) for k, v in train_step(x, y).items()}
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v
-            logs = averaged(dict(totals))
-            callback_list.on_train_batch_end(step, logs)
-            if verbose:
-                # The values are running means already: show them as they are.
-                bar = bar or keras.utils.Progbar(
-                    steps_per_epoch, stateful_metrics=[*logs, *(f"val_{k}" for k in logs)]
-                )
-                bar.update(step + 1, list(logs.items()))
-            if model.stop_training:
-                break
-        logs = averaged(totals)
-        if dist_val is not None and not model.stop_training:
-            val: dict[str, float] = {}
-            for x, y in dist_val:
-                for k, v in eval_step(x, y).items():
-                    val[k] = val.get(k, 0.0) + float(v)
-            logs.update({f"val_{k}": v for k, v in averaged(val).items()})
-        if bar is not None:
-            bar.update(steps_per_epoch, list(logs.items()), finalize=True)
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end()
+    return train_step, eval_step
