@@ -203,10 +203,7 @@ class RunFiles(keras.callbacks.Callback):
 
     def _checkpoint(self, epochs_done: int) -> None:
         name = f"epoch-{epochs_done}.weights.h5"
-        size = weights_bytes(self.model)
-        self.folder.write(
-            f"{CHECKPOINT_DIR}/{name}", self.model.save_weights, suffix=".weights.h5", size=size
-        )
+        self.folder.write_weights(f"{CHECKPOINT_DIR}/{name}", self.model)
         self.folder.write_json(
             f"{CHECKPOINT_DIR}/{STATE_FILE}",
             {"epoch": epochs_done, "weights": name, "history": self.history},
@@ -214,21 +211,6 @@ class RunFiles(keras.callbacks.Callback):
         for old in (self.out_dir / CHECKPOINT_DIR).glob("epoch-*.weights.h5"):
             if old.name != name:
                 self.folder.remove(f"{CHECKPOINT_DIR}/{old.name}")
-
-
-def weights_bytes(model) -> int:
-    """About the size of `model.save_weights`' file: every variable, the optimizer's included."""
-    optimizer = getattr(model, "optimizer", None)
-    variables = [*model.weights, *(getattr(optimizer, "variables", None) or [])]
-    total = 0
-    for v in variables:
-        count = int(np.prod(v.shape)) if len(v.shape) else 1
-        try:
-            itemsize = np.dtype(str(getattr(v, "dtype", "float32"))).itemsize
-        except TypeError:  # bfloat16 and friends numpy does not name
-            itemsize = 4
-        total += count * itemsize
-    return total + 64 * 1024
 
 
 def _cell(column: list, index: int, key: str):

@@ -14,6 +14,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from blockspec.training.errors import WriteError
@@ -117,12 +119,59 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return removed
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
+def write_bytes(path: str | Path, data: bytes, *, check_space: bool = False) -> Path:
+    """Write `data` atomically; with `check_space`, a disk without room for it is refused first."""
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, size=len(data) if check_space else None)
+
+
+def weights_h5(model) -> bytes:
+    """`model.save_weights`' `.weights.h5` file, made in memory.
+
+    HDF5 then never writes to the disk itself: the bytes go through `write_bytes`, where a full
+    disk is an `OSError` Python sees (h5py writing to a full disk has crashed the process).
+    """
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(
+            model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+        )
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
+def write_weights(path: str | Path, model) -> Path:
+    """`model.save_weights(path)`, atomically and through memory (see `weights_h5`)."""
+    try:
+        data = weights_h5(model)
+    except (ImportError, AttributeError, TypeError):  # a Keras without these internals
+        return atomic_write(
+            path, model.save_weights, suffix=".weights.h5", size=weights_bytes(model)
+        )
+    return write_bytes(path, data, check_space=True)
+
+
+def weights_bytes(model) -> int:
+    """About the size of `model.save_weights`' file: every variable, the optimizer's included."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.weights, *(getattr(optimizer, "variables", None) or [])]
+    total = 0
+    for v in variables:
+        count = math.prod(int(d) for d in v.shape)
+        try:
+            itemsize = np.dtype(str(getattr(v, "dtype", "float32"))).itemsize
+        except TypeError:  # bfloat16 and friends numpy does not name
+            itemsize = 4
+        total += count * itemsize
+    return total + 64 * 1024
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -91,6 +91,15 @@ def _excerpt(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _older_run(path: Path) -> bool:
+    """A run folder blockspec 0.1 wrote: `run.json` with a status, `spec.yaml`, no manifest."""
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "status" in info and (path / "spec.yaml").is_file()
+
+
 def read_record(path: Path, what: str = "") -> Any:
     """A JSON file blockspec wrote; `RunFolderError` naming it when it is missing or damaged."""
     try:
@@ -202,6 +211,13 @@ class RunFolder:
                 for p in self.path.iterdir()
                 if p.name != LOCK_FILE and not (p.is_dir() and WORKER_DIR.match(p.name))
             ]
+            if others and _older_run(self.path):
+                raise RunFolderError(
+                    f"{self.path} holds a run of an older blockspec (before run folders had a "
+                    f"{MANIFEST_FILE}): this version cannot tell which files are the run's, so it "
+                    "neither resumes nor replaces it, and leaves its files as they are. Choose "
+                    "another --out, or move the old run away."
+                )
             if others:
                 shown = ", ".join(sorted(others)[:5]) + (", ..." if len(others) > 5 else "")
                 raise RunFolderError(
@@ -371,6 +387,9 @@ class RunFolder:
         self, rel: str, write: Callable[[str], None], suffix: str = "", size: int | None = None
     ) -> Path:
         return files.atomic_write(self.file(rel), write, suffix=suffix, size=size)
+
+    def write_weights(self, rel: str, model) -> Path:
+        return files.write_weights(self.file(rel), model)
 
     def write_bytes(self, rel: str, data: bytes) -> Path:
         return files.write_bytes(self.file(rel), data)

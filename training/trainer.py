@@ -22,6 +22,7 @@ import tensorflow as tf
 from blockspec.builder.compile import dtype_policy
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.spec import ResolvedSpec
+from blockspec.errors import Terminated
 from blockspec.training import callbacks as run_callbacks
 from blockspec.training import data as data_lib
 from blockspec.training import files, run_folder
@@ -154,8 +155,9 @@ def train(
             result = _fit(
                 setup, folder, info, callbacks, verbose, initial_epoch, initial_weights, artifacts
             )
-        except KeyboardInterrupt:
-            _end(folder, info, "interrupted", _kept_line(out, "interrupted (Ctrl-C)"))
+        except KeyboardInterrupt as e:
+            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+            _end(folder, info, "interrupted", _kept_line(out, what))
             raise
         except BaseException as e:
             _end(folder, info, "failed", _kept_line(out, _reason(e)))
@@ -483,7 +485,7 @@ def _finish(setup, folder, info, recorder, stopper, trial) -> RunResult:
             "model.keras",
             export.save,
             suffix=".keras",
-            size=run_callbacks.weights_bytes(export),
+            size=files.weights_bytes(export),
         )
     info.update(stopped=stopped, epochs_done=done, message=message)
     _end(folder, info, "failed" if stopped == "nan" else "finished", message or "all epochs ran")

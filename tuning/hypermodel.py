@@ -27,7 +27,7 @@ from blockspec.builder.resolve import resolve_spec
 from blockspec.builder.spaces import Chooser, default_value
 from blockspec.builder.spec import ResolvedSpec
 from blockspec.training import files, trainer
-from blockspec.training.callbacks import load_state, weights_bytes
+from blockspec.training.callbacks import load_state
 from blockspec.training.config import with_defaults
 from blockspec.training.errors import DataError, TrainingError, WriteError
 from blockspec.tuning.document import PathT, SpaceIndex, concrete_document, contains_space
@@ -416,19 +416,10 @@ class BestEpochInMemory(keras.callbacks.Callback):
                 variable.assign(value)
 
     def _save_atomically(self) -> None:
-        """keras-tuner's write of the trial's weights, through `files.atomic_write` (a full disk
-        is a `WriteError`, the previous file intact): its `filepath` points at the temporary file
-        while it writes."""
-        final = self.inner.filepath
-
-        def write(tmp: str) -> None:
-            self.inner.filepath = tmp
-            try:
-                self.inner._save_model()
-            finally:
-                self.inner.filepath = final
-
-        files.atomic_write(final, write, suffix=".weights.h5", size=weights_bytes(self.model))
+        """keras-tuner's write of the trial's weights (`SaveBestEpoch._save_model`), through
+        `files.write_weights`: made in memory, written atomically; a full disk is a
+        `WriteError`, the previous file intact."""
+        files.write_weights(self.inner.filepath, self.model)
 
 
 def _in_memory(callback, keep: Callable[[float], bool] | None):
