@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from blockspec import __version__
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import Limits, parse_override
 from blockspec.builder.weights import WeightsError
-from blockspec.errors import MissingTool, UsageError
+from blockspec.errors import MissingTool, Terminated, UsageError
 from blockspec.training.errors import TrainingError
 
 # The whole error hierarchy a user can meet, and what each exits with. `TrainingError` covers
@@ -37,6 +39,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (MissingTool, 2),
     (TrainingError, 2),
     (WeightsError, 2),
+    (Terminated, 143),
     (KeyboardInterrupt, 130),
 )
 
@@ -710,15 +713,36 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
-        with _full_lines():
+        with _full_lines(), _sigterm_interrupts():
             return int(args.run(args) or 0)
     except BrokenPipeError:  # `blockspec render x | head`
         sys.stderr.close()
         return 0
     except tuple(cls for cls, _ in EXIT_CODES) as e:
         code = next(code for cls, code in EXIT_CODES if isinstance(e, cls))
-        print("interrupted" if code == 130 else f"error: {e}", file=sys.stderr)
+        print(_interrupted(e) if code in (130, 143) else f"error: {e}", file=sys.stderr)
         return code
+
+
+def _interrupted(error: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `Terminated` (a `KeyboardInterrupt`): a run stops as on Ctrl-C."""
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

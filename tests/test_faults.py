@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -164,6 +165,19 @@ def test_training_again_is_refused_and_overwrite_clears_only_what_blockspec_wrot
     assert not (run_dir / "checkpoint" / "epoch-2.weights.h5").exists()
 
 
+def test_a_run_of_an_older_blockspec_is_named_and_left_alone(work, capsys):
+    old = work / "run"
+    (old / "checkpoint").mkdir(parents=True)
+    (old / "run.json").write_text(json.dumps({"name": "tiny", "status": "finished"}))
+    (old / "spec.yaml").write_text("spec: 1\n")
+    (old / "checkpoint" / "epoch-1.weights.h5").write_bytes(b"weights")
+    before = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    for flags in ((), ("--resume",), ("--overwrite",)):
+        text = refused(capsys, work, "train", "spec.yaml", "--out", "run", *flags)
+        assert "holds a run of an older blockspec (before run folders had a manifest.json)" in text
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_non_empty_folder_that_is_not_a_run_is_refused(work, capsys, overwrite):
     args = ["train", "spec.yaml", "--out", "."] + (["--overwrite"] if overwrite else [])
@@ -243,6 +257,27 @@ def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(work, ca
     code, text = run(capsys, *shlex.split(command)[1:])
     assert code == 0 and "Resuming run after epoch 1 of 2." in text
     assert json.loads((work / "run" / "run.json").read_text())["epochs_done"] == 2
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(work, capsys, monkeypatch):
+    (work / "spec.yaml").write_text(SPEC.replace("EPOCHS", "2"))
+    original = run_callbacks.RunFiles.on_epoch_end
+
+    def terminate(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a job scheduler sends
+
+    monkeypatch.setattr(run_callbacks.RunFiles, "on_epoch_end", terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    code = cli.main(["train", "spec.yaml", "--out", "run", "--set", "train.batch_size=8"])
+    err = capsys.readouterr().err
+    assert code == 143 and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler lives only while a command runs
+    info = json.loads((work / "run" / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert info["reason"] == "terminated (SIGTERM); the checkpoint of epoch 1 is kept"
+    assert "Resume with:\n  blockspec train spec.yaml" in err
 
 
 def _state(run_dir: Path) -> Path:

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.errors import Terminated
 from blockspec.training.run_folder import run_dir_for
 
 __all__ = ["evaluate_command", "resume_command", "run_dir_for", "train_command"]
@@ -92,14 +93,14 @@ def train_command(
             build=build,
             records=records,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         reason = _reason_of(run_dir)
         print(
             f"interrupted{': ' + reason if reason else ''}.\nResume with:\n  "
             + resume_command(spec, overrides, run_dir),
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     epochs = f"{result.epochs} epoch{'' if result.epochs == 1 else 's'}"
     table = Table(title=f"{escape(resolved.name)}: {epochs}, {result.seconds:.0f} s")
     table.add_column("metric")
