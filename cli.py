@@ -13,21 +13,30 @@ make sense) and only then imports TensorFlow, quietly unless `-v` is given. `val
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from blockspec import __version__
 from blockspec.builder.errors import SpecError
-from blockspec.builder.load import Limits, parse_override
 from blockspec.builder.weights import WeightsError
+from blockspec.cli_support import (
+    build_resolved,
+    full_lines,
+    import_tensorflow,
+    limits_of,
+    make_console,
+    override_args,
+    page_columns,
+    parse_overrides,
+    plural,
+    resolve_args,
+    set_item,
+    sigterm_interrupts,
+    spec_args,
+)
 from blockspec.errors import MissingTool, Terminated, UsageError
 from blockspec.training.errors import TrainingError
 
@@ -43,130 +52,11 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (KeyboardInterrupt, 130),
 )
 
-# When stdout is a pipe or a log file, rich would wrap every line at 80 columns; it reads the
-# page width from COLUMNS, so a wide page keeps paths and table rows on one line.
-PIPE_COLUMNS = 4096
-
-# What TensorFlow's C++ side prints while it is imported (absl/glog lines such as
-# `I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers`, the oneDNN notice, the CPU
-# instructions notice). TF_CPP_MIN_LOG_LEVEL does not reach the lines absl prints before it is
-# initialised, so they are filtered from the import's stderr instead.
-_TF_IMPORT_NOISE = re.compile(
-    r"^([IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
-    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"
-    r"|WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|To enable the following instructions:"
-    r"|.*oneDNN custom operations are on)"
-)
-
-
-# ------------------------------------------------------------------ shared arguments
-
-
-def _set_item(text: str) -> str:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. vars.classes=10); got {text!r}")
-    return text
-
-
-def _limit_item(text: str) -> tuple[str, int]:
-    names = Limits.__dataclass_fields__
-    key, _, value = text.partition("=")
-    if key not in names or not value.isdigit():
-        raise argparse.ArgumentTypeError(
-            f"takes NAME=INTEGER, NAME one of {', '.join(names)}; got {text!r}"
-        )
-    return key, int(value)
-
-
-def _spec_args(parser: argparse.ArgumentParser, many: bool = False) -> None:
-    parser.add_argument(
-        "spec", nargs="+" if many else None, help="a spec file or a zoo name (see `blockspec list`)"
-    )
-    _override_args(parser, "override a dotted key; VALUE is YAML (repeatable)")
-
-
-def _override_args(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument(
-        "--set", action="append", type=_set_item, metavar="KEY=VALUE", help=help_text
-    )
-    parser.add_argument(
-        "--limit",
-        action="append",
-        type=_limit_item,
-        metavar="NAME=N",
-        help="raise a safety limit, e.g. max_steps=50000",
-    )
-
-
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    return dict(parse_override(item) for item in items or [])
-
-
-def _limits(args) -> Limits:
-    return Limits(**dict(args.limit or []))
-
-
-def _resolve(spec: str, args, extra_overrides: list[str] | None = None):
-    """The resolved spec (pure Python: a typo in a path is reported before TensorFlow loads)."""
-    from blockspec.builder.resolve import resolve_spec
-
-    overrides = {**_overrides(args.set), **_overrides(extra_overrides)}
-    return resolve_spec(spec, overrides, limits=_limits(args))
-
-
-def _import_tensorflow(args) -> None:
-    """Imports TensorFlow, dropping the C++ log lines it prints unless `-v` was given."""
-    if getattr(args, "verbose", False) or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
-
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            log.seek(0)
-            lines = log.read().decode(errors="replace").splitlines()
-    kept = [line for line in lines if line.strip() and not _TF_IMPORT_NOISE.match(line)]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
-
-
-def _build(resolved, args, inference: bool = False):
-    _import_tensorflow(args)
-    from blockspec.builder.compile import compile_spec
-
-    return compile_spec(resolved, inference=inference)
-
-
-def _columns() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((100, 24)).columns
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(width=max(80, _columns()))
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 # ------------------------------------------------------------------ spec commands (no TensorFlow)
 
 
 def _args_validate(p: argparse.ArgumentParser) -> None:
-    _spec_args(p, many=True)
+    spec_args(p, many=True)
     p.add_argument(
         "--shapes",
         action="store_true",
@@ -179,13 +69,13 @@ def cmd_validate(args) -> int:
     failed = 0
     for spec in args.spec:
         try:
-            resolved = _resolve(spec, args)
+            resolved = resolve_args(spec, args)
         except SpecError as e:
             failed += 1
             print(f"FAIL {spec}: {e}", file=sys.stderr)
             continue
         if args.shapes:
-            _import_tensorflow(args)
+            import_tensorflow(args)
             from blockspec.builder.shapes import check_shapes
 
             problems = check_shapes(resolved)
@@ -194,11 +84,11 @@ def cmd_validate(args) -> int:
                 print(f"FAIL {spec}: {SpecError(problems)}", file=sys.stderr)
                 continue
         counts = [
-            _plural(_count_steps(resolved.network), "step"),
-            _plural(len(resolved.outputs), "output"),
+            plural(_count_steps(resolved.network), "step"),
+            plural(len(resolved.outputs), "output"),
         ]
         if resolved.hyperparameters:
-            counts.append(_plural(len(resolved.hyperparameters), "search space"))
+            counts.append(plural(len(resolved.hyperparameters), "search space"))
         print(f"ok   {spec}: {', '.join(counts)}")
         for warning in resolved.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -210,13 +100,13 @@ def _count_steps(steps) -> int:
 
 
 def _args_render(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
 
 
 def cmd_render(args) -> int:
     from blockspec.views.render import render
 
-    print(render(_resolve(args.spec, args)), end="")
+    print(render(resolve_args(args.spec, args)), end="")
     return 0
 
 
@@ -265,7 +155,7 @@ def _args_list(p: argparse.ArgumentParser) -> None:
 def cmd_list(args) -> int:
     from blockspec.views.catalog import tables
 
-    console = _console()
+    console = make_console()
     for table in tables():
         console.print(table)
     console.print("Any keras.layers class works too, by its exact name (e.g. Conv2DTranspose).")
@@ -275,9 +165,9 @@ def cmd_list(args) -> int:
 def _args_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="a spec file or a zoo name")
     p.add_argument("b", metavar="B", help="a spec file or a zoo name")
-    _override_args(p, "override a key in both (repeatable)")
+    override_args(p, "override a key in both (repeatable)")
     p.add_argument(
-        "--set-b", action="append", type=_set_item, metavar="KEY=VALUE", help="override in B only"
+        "--set-b", action="append", type=set_item, metavar="KEY=VALUE", help="override in B only"
     )
     p.add_argument("--unified", action="store_true", help="a line diff of the resolved YAML")
     p.add_argument("--context", type=int, default=3, metavar="N", help="with --unified: context")
@@ -287,7 +177,7 @@ def _args_diff(p: argparse.ArgumentParser) -> None:
 def cmd_diff(args) -> int:
     from blockspec.views.diff import diff_specs, stats_rows
 
-    a, b = _resolve(args.a, args), _resolve(args.b, args, args.set_b)
+    a, b = resolve_args(args.a, args), resolve_args(args.b, args, args.set_b)
     labels = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
     result = diff_specs(a, b, labels)
     if result.same:
@@ -295,7 +185,7 @@ def cmd_diff(args) -> int:
     elif args.unified:
         _print_diff(result.unified(args.context))
     else:
-        width = max(80, _columns())
+        width = max(80, page_columns())
         print(f"A = {labels[0]}\nB = {labels[1]}")
         _print_diff([line for change in result.changes for line in change.lines(width)])
         counts = result.counts()
@@ -307,9 +197,9 @@ def cmd_diff(args) -> int:
         table = Table(title="built")
         for column, justify in (("", "left"), ("A", "right"), ("B", "right"), ("B - A", "right")):
             table.add_column(column, justify=justify)
-        for row in stats_rows(_build(a, args), _build(b, args)):
+        for row in stats_rows(build_resolved(a, args), build_resolved(b, args)):
             table.add_row(*row)
-        _console().print(table)
+        make_console().print(table)
     return 0 if result.same else 1
 
 
@@ -331,7 +221,7 @@ def _print_diff(lines: list[str]) -> None:
 
 
 def _args_build(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
     p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
     _weights_args(p)
@@ -361,7 +251,7 @@ def _load_weights(model, resolved, args) -> None:
 def _shapes_checked(resolved, args):
     """Every step's shapes and each output against its loss, before any data is read or any
     file written (`build`, `train`, `tune`); refused as a located `SpecError`."""
-    _import_tensorflow(args)
+    import_tensorflow(args)
     from blockspec.builder.shapes import check_shapes
 
     problems = check_shapes(resolved)
@@ -371,10 +261,18 @@ def _shapes_checked(resolved, args):
 
 
 def cmd_build(args) -> int:
-    resolved = _shapes_checked(_resolve(args.spec, args), args)
-    built = _build(resolved, args, inference=args.inference)
+    resolved = resolve_args(args.spec, args)
+    # Building reports every step's shape problem itself (located); the shape check's output
+    # rules then run on the model just built, instead of building it twice.
+    built = build_resolved(resolved, args, inference=args.inference)
+    from blockspec.builder.shapes import output_problems
+
+    shapes = {o.name: tuple(built.tensors[o.source].shape) for o in resolved.outputs}
+    problems = output_problems(resolved, shapes)
+    if problems:
+        raise SpecError(problems)
     _load_weights(built.model, resolved, args)
-    built.model.summary(line_length=min(120, max(80, _columns())))
+    built.model.summary(line_length=min(120, max(80, page_columns())))
     if args.save:
         built.model.save(args.save)
         print(f"saved {args.save}")
@@ -382,7 +280,7 @@ def cmd_build(args) -> int:
 
 
 def _args_summary(p: argparse.ArgumentParser) -> None:
-    _spec_args(p, many=True)
+    spec_args(p, many=True)
     p.add_argument(
         "--by-block", action="store_true", help="also group parameters and multiply-adds by block"
     )
@@ -391,10 +289,12 @@ def _args_summary(p: argparse.ArgumentParser) -> None:
 def cmd_summary(args) -> int:
     from blockspec.views.summary import block_table, stats, step_table, totals_table
 
-    resolved = [_resolve(spec, args) for spec in args.spec]  # every spec checked before building
-    builts = [_build(spec, args) for spec in resolved]
+    resolved = [
+        resolve_args(spec, args) for spec in args.spec
+    ]  # every spec checked before building
+    builts = [build_resolved(spec, args) for spec in resolved]
     all_stats = [stats(built) for built in builts]
-    console = _console()
+    console = make_console()
     for s in all_stats:
         console.print(step_table(s))
     console.print(totals_table(all_stats))
@@ -405,7 +305,7 @@ def cmd_summary(args) -> int:
 
 
 def _args_plot(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
     p.add_argument(
         "-o", "--output", metavar="F.png", help="png, svg, pdf or dot (default <name>.png)"
     )
@@ -419,18 +319,18 @@ def _args_plot(p: argparse.ArgumentParser) -> None:
 def cmd_plot(args) -> int:
     from blockspec.views.plot import plot_graph, require_dot, write_plot
 
-    resolved = _resolve(args.spec, args)
+    resolved = resolve_args(args.spec, args)
     output = args.output or f"{resolved.name}.png"
     if not output.endswith((".dot", ".gv")):
         require_dot()  # before a slow build, not after
-    built = _build(resolved, args) if args.expand or args.shapes else None
+    built = build_resolved(resolved, args) if args.expand or args.shapes else None
     graph = plot_graph(resolved, built, expand=args.expand, direction=args.direction)
     print(f"wrote {write_plot(graph, output)}")
     return 0
 
 
 def _args_bench(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
     p.add_argument(
         "--batch", type=int, metavar="N", help="images per step (default train.batch_size or 32)"
     )
@@ -458,7 +358,7 @@ def _args_export(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> int:
-    _import_tensorflow(args)
+    import_tensorflow(args)
     from blockspec.training.exporting import export_command
 
     return export_command(args.source, args.format, args.output, args.quantize)
@@ -467,20 +367,20 @@ def cmd_export(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    _resolve(args.spec, args)
-    _import_tensorflow(args)
+    resolve_args(args.spec, args)
+    import_tensorflow(args)
     from blockspec.views.bench import bench_spec
 
     try:
         report = bench_spec(
             args.spec,
-            _overrides(args.set),
+            parse_overrides(args.set),
             batch=args.batch,
             steps=args.steps,
             warmup=args.warmup,
             precision=args.precision,
             jit=args.jit,
-            limits=_limits(args),
+            limits=limits_of(args),
         )
     except ValueError as e:
         if isinstance(e, SpecError):
@@ -494,7 +394,7 @@ def cmd_bench(args) -> int:
 
 
 def _args_train(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
     p.add_argument(
         "--resume", action="store_true", help="continue a stopped run from its last completed epoch"
@@ -508,15 +408,15 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    _shapes_checked(_resolve(args.spec, args), args)
+    _shapes_checked(resolve_args(args.spec, args), args)
     from blockspec.training.commands import train_command
 
     return train_command(
         args.spec,
-        _overrides(args.set),
+        parse_overrides(args.set),
         args.out,
         args.resume,
-        _limits(args),
+        limits_of(args),
         overwrite=args.overwrite,
         weights=args.weights,
         weights_strict=args.weights_strict,
@@ -552,7 +452,7 @@ def cmd_evaluate(args) -> int:
         raise UsageError(
             f"no run folder {args.run_dir!r}; `blockspec train SPEC --out DIR` writes one"
         )
-    _import_tensorflow(args)
+    import_tensorflow(args)
     from blockspec.training.commands import evaluate_command
 
     return evaluate_command(args.run_dir, args.tta)
@@ -572,7 +472,7 @@ def _oracle_address(text: str) -> str:
 
 
 def _args_tune(p: argparse.ArgumentParser) -> None:
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--out", metavar="DIR", help="search folder (default runs/<spec name>-tune)")
     p.add_argument(
         "--overwrite",
@@ -595,18 +495,18 @@ def _args_tune(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tune(args) -> int:
-    _shapes_checked(_resolve(args.spec, args), args)
+    _shapes_checked(resolve_args(args.spec, args), args)
     from blockspec.tuning.commands import tune_command
 
     return tune_command(
         args.spec,
-        _overrides(args.set),
+        parse_overrides(args.set),
         args.out,
         args.overwrite,
         chief=args.chief,
         worker=args.worker,
         oracle=args.oracle,
-        limits=_limits(args),
+        limits=limits_of(args),
     )
 
 
@@ -689,19 +589,6 @@ def build_parser() -> argparse.ArgumentParser:
 _VERBOSE_HELP = "show TensorFlow's own log lines (hidden by default)"
 
 
-@contextlib.contextmanager
-def _full_lines() -> Iterator[None]:
-    """A wide page for rich and shutil while stdout is not a terminal (restored afterwards)."""
-    if sys.stdout.isatty() or "COLUMNS" in os.environ:
-        yield
-        return
-    os.environ["COLUMNS"] = str(PIPE_COLUMNS)
-    try:
-        yield
-    finally:
-        os.environ.pop("COLUMNS", None)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit code (see `EXIT_CODES`).
 
@@ -713,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
-        with _full_lines(), _sigterm_interrupts():
+        with full_lines(), sigterm_interrupts():
             return int(args.run(args) or 0)
     except BrokenPipeError:  # `blockspec render x | head`
         sys.stderr.close()
@@ -726,23 +613,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(error: BaseException) -> str:
     return "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises `Terminated` (a `KeyboardInterrupt`): a run stops as on Ctrl-C."""
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

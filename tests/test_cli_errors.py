@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from blockspec import cli
+from blockspec import cli, cli_support
 from blockspec.errors import MissingTool, UsageError
 from blockspec.training.errors import DataError, TrainingError
 
@@ -132,9 +132,11 @@ def test_tensorflow_import_noise_is_recognised():
         "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow",
     ]
     for line in noise:
-        assert cli._TF_IMPORT_NOISE.match(line), line
-    assert not cli._TF_IMPORT_NOISE.match("Traceback (most recent call last):")
-    assert not cli._TF_IMPORT_NOISE.match("ImportError: libcudnn.so.9: cannot open shared object")
+        assert cli_support.TF_IMPORT_NOISE.match(line), line
+    assert not cli_support.TF_IMPORT_NOISE.match("Traceback (most recent call last):")
+    assert not cli_support.TF_IMPORT_NOISE.match(
+        "ImportError: libcudnn.so.9: cannot open shared object"
+    )
 
 
 @pytest.mark.slow
