@@ -40,6 +40,22 @@ def test_digits_are_raw_8x8_with_a_stratified_split():
     assert np.bincount(y).min() >= 35  # every digit is in the validation split
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"source": "digits"},
+        {"source": "digits", "validation_split": 0.1},
+        {"source": "digits", "validation_split": 0},
+        {"source": "synthetic", "samples": 101, "validation_split": 0.3},
+    ],
+)
+def test_a_known_source_size_is_what_loading_gives(data):
+    """Schedules span epochs of `training_examples` batches before any data is read."""
+    from blockspec.training.sources import training_examples
+
+    assert training_examples({"validation_split": 0.2, **data}) == load(data).train.size
+
+
 def test_preprocess_resizes_rescales_and_adapts_grey_to_rgb():
     source = load({"source": "digits"})
     x, _ = arrays(source.validation)

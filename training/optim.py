@@ -259,19 +259,14 @@ def compile_for_spec(model: keras.Model, resolved, steps_per_epoch: int | None =
     )
 
 
-# Examples in the sources whose size is known without reading them.
-_SOURCE_SIZES = {"digits": 1797}
-
-
 def _known_steps_per_epoch(cfg: dict[str, Any]) -> int:
+    from blockspec.training.sources import training_examples
+
     data = cfg["data"]
-    examples = _SOURCE_SIZES.get(data.get("source"))
-    if data.get("source") == "synthetic":
-        examples = int(data.get("samples", 2048))
-    if examples is None:
+    kept = training_examples(data)
+    if kept is None:
         raise ValueError(
             f"`train.schedule` spans the epochs of a `{data.get('source')}` source whose size is "
             "not known before reading it: pass steps_per_epoch= (batches per epoch)"
         )
-    kept = examples - int(round(examples * float(data.get("validation_split") or 0.0)))
     return max(1, math.ceil(kept / int(cfg["batch_size"])))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import zipfile
@@ -176,6 +177,22 @@ def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
 
 def _array_split(x: np.ndarray, y: np.ndarray) -> Split:
     return Split(tf.data.Dataset.from_tensor_slices((x, y)), len(y))
+
+
+DIGITS_EXAMPLES = 1797  # scikit-learn's digits
+
+
+def training_examples(data: dict[str, Any]) -> int | None:
+    """How many training examples `train.data` gives, where that is known without reading it
+    (digits, synthetic), split as `load_source` splits; None for the others."""
+    fraction = float(data.get("validation_split") or 0.0)
+    if data.get("source") == "digits":
+        held = math.ceil(DIGITS_EXAMPLES * fraction) if fraction > 0 else 0
+        return DIGITS_EXAMPLES - held
+    if data.get("source") == "synthetic":
+        samples = int(data.get("samples", 2048))
+        return samples - round(samples * fraction)
+    return None
 
 
 def _digits(data: dict, fraction: float, seed: int) -> Source:
