@@ -12,6 +12,7 @@ from typing import Any
 
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS
+from blockspec.builder.resolve.train_rules import per_pixel_labels
 from blockspec.builder.spec import ResolvedSpec, Step
 
 # Every data source yields one integer class id per example (`training/data.py`): these losses
@@ -60,32 +61,13 @@ def check_shapes(spec: ResolvedSpec) -> list[Problem]:
 def output_problems(spec: ResolvedSpec, shapes: dict[str, tuple]) -> list[Problem]:
     """Problems of outputs whose shapes (batch axis first) do not fit their losses or the data."""
     problems = []
-    classes = _data_classes(spec.train)
     for out in spec.outputs:
         shape = shapes[out.name]
         loss = out.loss if out.loss is not None else DEFAULT_LOSS
         if not isinstance(loss, str):
             continue  # a Keras loss config: its own rules
-        key = loss.lower()
         said = f"`{loss}`" if out.loss is not None else f"`{loss}` (the default loss)"
-        message = None
-        if key in CLASS_LOSSES:
-            if len(shape) != 2:
-                message = (
-                    f"{said} compares it with one class id per example, so it needs the shape "
-                    f"(batch, classes); pool or flatten the feature map before the last `dense` "
-                    f"(`global_avg_pool`)"
-                )
-            elif classes and shape[1] is not None and shape[1] < classes[1]:
-                message = (
-                    f"the data (`{classes[0]}`) has {classes[1]} classes, but it gives "
-                    f"{shape[1]} scores: class ids {shape[1]} and up would have none"
-                )
-        elif len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            message = (
-                f"{said} compares it with one number per example (the data's labels), so it "
-                f"needs the shape (batch, 1)"
-            )
+        message = _loss_problem(spec, loss.lower(), said, shape)
         if message:
             step = _find(spec.network, out.source)
             problems.append(
@@ -96,6 +78,39 @@ def output_problems(spec: ResolvedSpec, shapes: dict[str, tuple]) -> list[Proble
                 )
             )
     return problems
+
+
+def _loss_problem(spec: ResolvedSpec, key: str, said: str, shape: tuple) -> str | None:
+    """Why an output of `shape` cannot meet the data's labels through the loss `key`, or None."""
+    if key not in CLASS_LOSSES:
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            return (
+                f"{said} compares it with one number per example (the data's labels), so it "
+                f"needs the shape (batch, 1)"
+            )
+        return None
+    if per_pixel_labels(spec.train):
+        image = tuple(spec.inputs[0].shape[:2]) if spec.inputs else None
+        if len(shape) != 4 or (image and None not in shape[1:3] and tuple(shape[1:3]) != image):
+            size = f"{image[0]}, {image[1]}" if image else "height, width"
+            return (
+                f"{said} compares it with the data's class id of every pixel (`masks: true`), "
+                f"so it needs the shape (batch, {size}, classes): the input's size with one "
+                f"score per class"
+            )
+    elif len(shape) != 2:
+        return (
+            f"{said} compares it with one class id per example, so it needs the shape "
+            f"(batch, classes); pool or flatten the feature map before the last `dense` "
+            f"(`global_avg_pool`)"
+        )
+    classes = _data_classes(spec.train)
+    if classes and shape[-1] is not None and shape[-1] < classes[1]:
+        return (
+            f"the data (`{classes[0]}`) has {classes[1]} classes, but it gives "
+            f"{shape[-1]} scores: class ids {shape[-1]} and up would have none"
+        )
+    return None
 
 
 def _data_classes(train: dict[str, Any]) -> tuple[str, int] | None:

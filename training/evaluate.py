@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from blockspec.builder.resolve.train_rules import per_pixel_labels
+from blockspec.errors import UsageError
 from blockspec.training import data as data_lib
 from blockspec.training.errors import ModelFileError, RunFolderError, TrainingError
 from blockspec.training.run_folder import RunFolder, read_record
@@ -172,6 +174,12 @@ def _evaluate(run_dir: Path, model_path: Path, tta, batch_size) -> Evaluation:
         raise RunFolderError(
             f"{run_dir / RUN_FILE} is damaged (no `{e}`); train the run again with --overwrite"
         ) from e
+    if views and per_pixel_labels(cfg):
+        raise UsageError(
+            f"{run_dir} predicts a class per pixel: test-time augmentation averages the "
+            "predictions of flipped and shifted images, which would mix other pixels' classes. "
+            f"Evaluate it without --tta. Received: tta={views}"
+        )
     model = load_model_file(model_path)
     try:
         preprocess = model.get_layer("preprocess")

@@ -163,8 +163,9 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
             },
         },
         "user_block_args": {
-            "description": "arguments of a user block: a mapping, a positional list, or empty",
-            "type": ["object", "array", "null"],
+            "description": "arguments of a user block: a mapping, a positional list, empty, or "
+            "(1.1) one value for a block of one argument (`unit: 64`, `unit: $width`)",
+            "type": ["object", "array", "null", "string", "number", "boolean"],
         },
         **{f"type_{name}": step_type_schema(entry) for name, entry in known.items()},
         **{f"args_{name}": args_mapping(entry) for name, entry in known.items()},

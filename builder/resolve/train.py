@@ -39,6 +39,7 @@ class DataConfig:
     samples: int | None = None
     classes: int | None = None
     noise: float | None = None
+    masks: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,15 @@ def geometry_problems(inputs: list[InputSpec], config: TrainConfig) -> list[tupl
                 ("train", "data"),
                 "the model input has no fixed height and width; set `train.data.image_size`. "
                 f"Received: input={list(shape)}",
+            )
+        ]
+    if data.masks and tuple(image_size) != tuple(shape[:2]):
+        return [
+            (
+                ("train", "data", "image_size"),
+                "per-pixel labels (`masks: true`) are made at the model input's size: leave "
+                f"`image_size` out or make it {list(shape[:2])}. Received: "
+                f"image_size={list(image_size)}",
             )
         ]
     return _crop_problems(config, image_size)

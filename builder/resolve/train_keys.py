@@ -17,7 +17,8 @@ train:
     # npz: path; x_key/y_key (default x, y; or x_train, y_train); x_test/y_test are the test split
     # tfds: name, split (default train), validation (a split name; default: carve
     #       validation_split out of `split`), test (split name or null), data_dir, download (true)
-    # synthetic: samples (2048), classes (default: the main output's width), noise (0.5)
+    # synthetic: samples (2048), classes (default: the main output's width), noise (0.5),
+    #   masks (false; true: per-pixel labels, rectangles of classes 1.. on class 0, segmentation)
   batch_size: 32
   epochs: 10
   optimizer: {adam: {learning_rate: 0.001}}   # one key, a Keras optimizer name; or just `adam`
@@ -148,7 +149,7 @@ FACTOR_LAYERS = (
 DATA_KEYS = {
     "common": ("source", "image_size", "validation_split", "cache", "scale"),
     "digits": (),
-    "synthetic": ("samples", "classes", "noise"),
+    "synthetic": ("samples", "classes", "noise", "masks"),
     "folder": ("path", "validation_path"),
     "npz": ("path", "x_key", "y_key"),
     "tfds": ("name", "split", "validation", "test", "data_dir", "download"),

@@ -38,6 +38,14 @@ from blockspec.builder.resolve.train_keys import (
 )
 
 
+def per_pixel_labels(train: Any) -> bool:
+    """Whether `train.data` gives one label per pixel (`synthetic` with `masks: true`)."""
+    data = train.get("data") if isinstance(train, dict) else None
+    return (
+        isinstance(data, dict) and data.get("source") == "synthetic" and data.get("masks") is True
+    )
+
+
 def check_train(train: Any) -> list[tuple[str, str]]:
     """Every problem in a spec's `train` section.
 
@@ -72,6 +80,15 @@ def check_train(train: Any) -> list[tuple[str, str]]:
     number(problems, train, "label_smoothing", low=0.0, high=1.0, high_open=True)
     if "augment" in train:
         _check_augment(problems, train["augment"])
+        if per_pixel_labels(train) and train["augment"]:
+            problems.append(
+                (
+                    "augment",
+                    "`augment` moves or changes images but not their per-pixel labels "
+                    "(`data.masks: true`): leave it out for a segmentation task. "
+                    f"Received: {len(train['augment'])} augment step(s)",
+                )
+            )
     choice(problems, train, "precision", PRECISIONS, "precision")
     if "jit_compile" in train and train["jit_compile"] not in (True, False, "auto"):
         problems.append(
@@ -96,6 +113,16 @@ def check_train(train: Any) -> list[tuple[str, str]]:
         problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
     if "evaluate" in train:
         _check_evaluate(problems, train["evaluate"])
+        tta = train["evaluate"].get("tta") if isinstance(train["evaluate"], dict) else None
+        if per_pixel_labels(train) and tta:
+            problems.append(
+                (
+                    "evaluate.tta",
+                    "test-time augmentation averages flipped and shifted predictions, which "
+                    "would mix other pixels' classes in a per-pixel task (`masks: true`): leave "
+                    f"it out. Received: tta={tta!r}",
+                )
+            )
     return problems
 
 
@@ -180,6 +207,10 @@ def _check_data(problems, data: Any) -> None:
         if "classes" in data and data["classes"] is not None:
             positive_int(problems, data, "classes", "data")
         number(problems, data, "noise", "data", low=0.0)
+        if "masks" in data and not isinstance(data["masks"], bool):
+            problems.append(
+                ("data.masks", f"`masks` must be true or false. Received: masks={data['masks']!r}")
+            )
     for key in ("x_key", "y_key", "validation_path", "split", "validation", "test", "data_dir"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append(
