@@ -75,9 +75,9 @@ def test_same_outputs_as_keras_applications(application, kwargs, spec, overrides
 
 # keras.applications model, spec, input side, tensors, of which loaded by name
 WEIGHT_FILES = [
-    # keras names 43 of its 449 layers with weights; the spec's units (a user block) scope their
-    # layer names (`unit_1_1_block35_1_ac_block35_1_conv` for keras' `block35_1_conv`), so only
-    # conv_7b, conv_7b_bn and predictions match by name; the rest load by structure
+    # keras names 43 of its 449 layers with weights; the spec's units (user blocks, whose step
+    # names are scoped) give `block35_1_ac_conv` for keras' `block35_1_conv`, so only conv_7b,
+    # conv_7b_bn and predictions (6 tensors) match by name: the rest load by structure
     pytest.param(
         "InceptionResNetV2",
         "inception_resnet_v2",
@@ -112,6 +112,38 @@ def test_keras_applications_weight_file_loads_and_computes_the_same(
     assert report.loaded - report.by_order == by_name
     x = np.random.default_rng(0).uniform(0, 1, (2, side, side, 3)).astype("float32")
     logits = keras.Model(model.input, model.get_layer("main").input)  # before the softmax
+    expected = keras.ops.convert_to_numpy(reference(x, training=False))
+    got = keras.ops.convert_to_numpy(logits(x, training=False))
+    keras.backend.clear_session()
+    assert np.abs(got - expected).max() < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["tiny"])
+def test_convnext_takes_a_keras_applications_weights_file_by_name(size, tmp_path):
+    """Layer names are keras.applications' own (`convnext_tiny_stage_0_block_0_...`, the model's
+    name first): a Keras 3 weights file of ConvNeXtTiny/Small loads by name alone, all of it."""
+    side = 32
+    reference = getattr(keras.applications, f"ConvNeXt{size.title()}")(
+        weights=None, input_shape=(side, side, 3), classes=10, classifier_activation=None
+    )
+    randomize(reference)
+    reference.save_weights(tmp_path / "reference.weights.h5")
+    model = build_model(
+        "convnext", overrides={"input": [side, side, 3], "vars.classes": 10, "vars.size": size}
+    )
+    report = load_weights(model, tmp_path / "reference.weights.h5", match="name")
+    assert (report.loaded, report.skipped, report.unused, report.by_order) == (
+        report.total,
+        [],
+        [],
+        0,
+    )
+    assert report.pairs[f"convnext_{size}_stage_3_block_2_layer_scale"] == (
+        f"convnext_{size}_stage_3_block_2_layer_scale"
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (2, side, side, 3)).astype("float32")
+    logits = keras.Model(model.input, model.get_layer("main").input)
     expected = keras.ops.convert_to_numpy(reference(x, training=False))
     got = keras.ops.convert_to_numpy(logits(x, training=False))
     keras.backend.clear_session()
