@@ -41,6 +41,8 @@ COUNTS = [
         "efficientnetv2", {"vars.variant": "l"}, 118_515_272, 119_027_848, id="EfficientNetV2L"
     ),
     pytest.param("inception_resnet_v2", {}, 55_813_192, 55_873_736, id="InceptionResNetV2"),
+    pytest.param("nasnet", {}, 5_289_978, 5_326_716, id="NASNetMobile"),
+    pytest.param("nasnet", {"vars.size": "large"}, 88_753_150, 88_949_818, id="NASNetLarge"),
 ]
 
 
@@ -61,10 +63,12 @@ EQUIVALENT = [
         {},
         "efficientnetv2",
         {"vars.variant": "s"},
-        64,
+        32,
         id="EfficientNetV2S",
         marks=pytest.mark.slow,
     ),
+    # every NASNet layer with weights is named by keras: all of them go by name
+    pytest.param("NASNetMobile", {}, "nasnet", {}, 32, id="NASNetMobile", marks=pytest.mark.slow),
 ]
 
 
