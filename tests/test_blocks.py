@@ -55,7 +55,15 @@ ARGS = {
     "conv": {"filters": 4, "kernel": 3, "factorize": "stack3"},
     "Conv2DTranspose": {"filters": 4, "kernel_size": 3, "strides": 2},
 }
-MULTI = ("add", "concat", "multiply", "average", "maximum")
+MULTI = (
+    "add",
+    "concat",
+    "multiply",
+    "average",
+    "maximum",
+    "nasnet_normal_cell",
+    "nasnet_reduction_cell",
+)
 
 
 def _sample(param: Param):

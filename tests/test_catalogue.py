@@ -153,13 +153,11 @@ def _weighted_layers(model):
 
 def copy_weights(reference, model, rng) -> int:
     """Copies random weights of `reference` into `model`: by layer name, and in order (shapes
-    checked) for the layers keras.applications leaves unnamed. A keras name may start with the
-    model's name (`convnext_tiny_stage_0_...`), which the spec's names leave out (1.0 cannot
-    compute a name from a var). Returns how many layers went by name."""
-    prefix = f"{reference.name}_"
+    checked) for the layers keras.applications leaves unnamed. Returns how many layers went by
+    name."""
     theirs = list(_weighted_layers(reference))
     ours = {layer.name: layer for layer in model.layers if layer.weights}
-    named = {layer.name.removeprefix(prefix): layer for layer in theirs if not _automatic(layer)}
+    named = {layer.name: layer for layer in theirs if not _automatic(layer)}
     assert sorted(named) == sorted(set(ours) & set(named))  # every named keras layer is ours
     rest = [layer for name, layer in ours.items() if name not in named]
     unnamed = [layer for layer in theirs if _automatic(layer)]

@@ -13,8 +13,8 @@ ZOO = sorted(SPECS_DIR.glob("*.yaml"))
 EXAMPLES = sorted((SPECS_DIR / "examples").glob("*.yaml"))
 SMALL_SIDE = 64
 # Where 64x64 is too small: AlexNet's three valid 3/2 pools after 11x11/4 need 67;
-# InceptionV3 needs 75 (keras.applications' own minimum).
-MIN_SIDE = {"alexnet": 67, "inception_v3": 75}
+# InceptionV3 and InceptionResNetV2 need 75 (keras.applications' own minimum).
+MIN_SIDE = {"alexnet": 67, "inception_v3": 75, "inception_resnet_v2": 75}
 
 
 def spec_id(path: Path) -> str:
