@@ -45,6 +45,13 @@ GOOD = {
     "tune: {tuner: hyperband, objective: {output: main, metric: accuracy}, max_trials: 3}\n"
     "train: {epochs: 2, data: {source: digits, image_size: [8, 8]}, "
     "optimizer: {adam: {learning_rate: {tune: float, min: 1e-4, max: 1e-2, sampling: log}}}}",
+    # (1.1) steps passed into a block by name, a scalar for a one-argument block, computed names,
+    # an empty shortcut
+    "steps_by_name": "blocks:\n  fork:\n    args: {branches: null, body: null}\n    body:\n"
+    "      - parallel: {branches: $branches}\n      - residual: {body: $body, shortcut: none}\n"
+    "  width: {args: {f: null}, body: [conv: {filters: $f, kernel: 1}]}\nnetwork:\n"
+    "  - fork: {branches: [[relu: ], [relu: ]], body: [relu: ]}\n  - width: 8\n"
+    "    repeat: 2\n    name: w${i}",
 }
 
 # Specs both refuse, with where the schema says the problem is.

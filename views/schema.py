@@ -141,7 +141,8 @@ def _step_defs(known: dict[str, StepType]) -> dict[str, Any]:
         raise RuntimeError(f"views.schema does not describe step keys {sorted(missing)}")
     type_properties = {name: {"$ref": f"#/$defs/type_{name}"} for name in known}
     return {
-        "steps": {"type": "array", "items": REF_STEP},
+        # (1.1) a block may pass a list of steps by name: `body: $body`, `branches: $branches`
+        "steps": {"anyOf": [{"type": "array", "items": REF_STEP}, REF_EXPR]},
         "step": {
             "description": "a step: one type key (layer, combinator, block, keras.layers class) "
             "and optionally name, from, repeat, first",

@@ -153,15 +153,14 @@ _STEP_ARGS: dict[str, dict[str, Any]] = {
     "steps": REF_STEPS,
     "body": REF_STEPS,
     "branches": {
-        "type": "array",
-        "items": REF_STEPS,
-        "minItems": 1,
-        "description": "a list of branches, each a list of steps; all read the same input",
+        "anyOf": [{"type": "array", "items": REF_STEPS, "minItems": 1}, REF_EXPR],
+        "description": "a list of branches, each a list of steps; all read the same input "
+        "(1.1: or `$name` of a block argument holding them)",
     },
     "shortcut": {
-        "anyOf": [{"enum": ["auto", "identity"]}, REF_STEPS],
+        "anyOf": [{"enum": ["auto", "identity", "none"]}, REF_STEPS],
         "description": "auto (identity when shapes match, else 1x1 conv + batch norm), "
-        "identity, or a list of steps",
+        "identity, none (1.1: the body alone), or a list of steps",
         "default": "auto",
     },
     "layer": REF_STEP,
