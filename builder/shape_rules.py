@@ -195,7 +195,24 @@ def _concat(shapes: list, args: dict) -> Shape | None:
     return tuple(out)
 
 
+def _dense_block(shapes: list, args: dict) -> Shape | None:
+    shape = shapes[0]
+    if shape is None or not shape or not _known(shape[-1]):
+        return None
+    return (*shape[:-1], shape[-1] + args.get("blocks") * args.get("growth_rate", 32))
+
+
+def _dense_transition(shapes: list, args: dict) -> Shape | None:
+    shape = shapes[0]
+    if shape is None or len(shape) != 3:
+        return None
+    channels = int(shape[2] * args.get("reduction", 0.5)) if _known(shape[2]) else None
+    return (_window(shape[0], 2, 2, "valid"), _window(shape[1], 2, 2, "valid"), channels)
+
+
 RULES: dict[str, Callable[[list, dict], Shape | None]] = {
+    "dense_block": _dense_block,
+    "dense_transition": _dense_transition,
     "conv": _conv_rule(2, _filters),
     "conv_bn": _conv_rule(2, _filters),
     "conv1d": _conv_rule(1, _filters),

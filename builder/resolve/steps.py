@@ -101,6 +101,14 @@ class StepsPart:
         dropped = count == 0
         for rep in range(count):
             rep_env = {**env, "i": rep} if "repeat" in raw else env
+            if templated(raw.get("from")):
+                rep_sources = self.resolve_from(
+                    raw["from"], (*path, "from"), scope, entry, rep_env, hp
+                )
+            else:
+                rep_sources = None if steps else sources
+            in_shapes = self.input_shapes(rep_sources)  # each repetition reads its own (1.1)
+            rep_env = {**rep_env, **self.shape_names(rep_sources)}
             if per_rep:
                 name = self.step_name(local, path, scope, rep_env, hp)
                 if name is None:
@@ -110,14 +118,6 @@ class StepsPart:
                 name = f"{local}_{rep + 1}" if count > 1 else local
                 full = scope.prefix if collapse else scope.full(local)
                 full, rep_hp = (f"{full}_{rep + 1}" if count > 1 else full), hp
-            if templated(raw.get("from")):
-                rep_sources = self.resolve_from(
-                    raw["from"], (*path, "from"), scope, entry, rep_env, rep_hp
-                )
-            else:
-                rep_sources = None if steps else sources
-            in_shapes = self.input_shapes(rep_sources)
-            rep_env = {**rep_env, **self.shape_names(rep_sources)}
             keep = self.when(raw, path, rep_env, rep_hp)
             if not keep:
                 if keep is False:
