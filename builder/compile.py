@@ -25,6 +25,7 @@ from blockspec.builder.lazy import (
     settle_all,
 )
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.builder.shape_rules import axis_problem
 from blockspec.builder.spec import ResolvedSpec, Step, layer_name
 
 
@@ -41,6 +42,7 @@ class Built:
     model: Any
     tensors: dict[str, Any] = field(default_factory=dict)
     spec: ResolvedSpec | None = None
+    settled: dict[int, Any] = field(default_factory=dict)  # deferred values as built, by id
 
 
 class BuildContext:
@@ -67,6 +69,10 @@ class BuildContext:
         if contains_deferred(step.args):
             step = self.settle(step, x)
         try:
+            if step.block is None and "axis" in step.args:  # validate knows only some ranks
+                problem = axis_problem(step.args["axis"], tuple(_flat(x)[0].shape[1:]))
+                if problem:
+                    raise registry.ShapeError(problem)
             out = self._call(step, x)
             if not step.trainable:  # (1.1) `trainable: false` freezes every layer of the step
                 for layer in _layers_between(out, before):
@@ -319,7 +325,7 @@ def _build_graph(spec: ResolvedSpec, inference: bool = False) -> Built:
         model = keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name)
     except ValueError as e:
         raise SpecError(Problem(f"Keras refused the model: {_first_lines(e)}", "network")) from e
-    return Built(model=model, tensors=ctx.tensors, spec=spec)
+    return Built(model=model, tensors=ctx.tensors, spec=spec, settled=ctx.settled)
 
 
 def build_model(

@@ -312,3 +312,17 @@ def shape_env(shape: Shape | None, unavailable: Callable[[str], Any]) -> dict[st
         env[name] = size if _known(size) else ShapeSlot(name)
     env["in_shape"] = list(shape) if all(_known(n) for n in shape) else ShapeSlot("in_shape")
     return env
+
+
+def axis_problem(axis: Any, shape: Shape | None) -> str | None:
+    """Why `axis` (an int or a list of ints, batch axis 0) does not fit an input of `shape`."""
+    if shape is None:
+        return None
+    rank = len(shape) + 1
+    axes = axis if isinstance(axis, list) else [axis]
+    if not all(_known(a) for a in axes) or all(-rank <= a < rank for a in axes):
+        return None
+    return (
+        f"`axis` is out of range: the input of this step has shape {describe(shape)} after the "
+        f"batch axis, so its axes are {-rank} to {rank - 1}. Received: axis={axis}"
+    )

@@ -244,11 +244,12 @@ def test_validate_with_waiting_values_imports_no_tensorflow(tmp_path):
 @pytest.mark.slow
 def test_the_shape_rules_agree_with_keras_on_every_zoo_spec():
     """Every shape `validate` infers is the one Keras builds (where it infers one)."""
+    from zoo_fixtures import EXAMPLES, ZOO, shapes_only, small_overrides
+
     from blockspec.builder.compile import compile_spec
     from blockspec.builder.load import load_document
     from blockspec.builder.resolve.core import Resolver
     from blockspec.builder.spaces import DefaultChooser
-    from tests.zoo_fixtures import EXAMPLES, ZOO, shapes_only, small_overrides
 
     inferred = 0
     for path in [*ZOO, *EXAMPLES]:

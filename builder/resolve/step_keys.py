@@ -16,7 +16,7 @@ from blockspec.builder.errors import did_you_mean, shorten
 from blockspec.builder.expr import Unavailable, reference
 from blockspec.builder.lazy import Deferred
 from blockspec.builder.resolve.common import INVALID, NAME_RULE, Scope, is_name
-from blockspec.builder.shape_rules import merged_shape, output_shape, shape_env
+from blockspec.builder.shape_rules import axis_problem, merged_shape, output_shape, shape_env
 from blockspec.builder.spec import Step
 
 _PART = re.compile(r"\$\{([^{}]*)\}")
@@ -59,6 +59,18 @@ class StepKeysPart:
         args = {k: (None if isinstance(v, Deferred) else v) for k, v in step.args.items()}
         rule = entry.extra.get("shape") if entry is not None else None
         return output_shape(step.type, args, in_shapes, rule)
+
+    def check_axis(self, step: Step, in_shapes: list, path: tuple) -> None:
+        """An `axis` argument outside its input's axes, refused where it is written."""
+        if "axis" not in step.args or step.block is not None:
+            return
+        problem = axis_problem(step.args["axis"], in_shapes[0])
+        if problem:
+            written = self.raw_at(path)
+            self.error(
+                (*path, "axis") if isinstance(written, dict) and "axis" in written else path,
+                problem,
+            )
 
     def waits(self, value: Any, path: tuple, key: str) -> bool:
         """True (after a located refusal) when step key `key` reads a shape not known yet."""

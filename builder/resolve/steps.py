@@ -138,6 +138,7 @@ class StepsPart:
             if step is None:
                 return steps
             step.sources = rep_sources
+            self.check_axis(step, in_shapes, (*path, type_name))
             self.flow = self.shapes[full] = self.output_of(step, entry, in_shapes)
             step.trainable = trainable
             step.path = format_path((*path, type_name))
