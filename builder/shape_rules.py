@@ -266,7 +266,17 @@ def merged_shape(how: str, shapes: list) -> Shape | None:
         return shapes[0]
     if how == "concat":
         return _concat(shapes, {"axis": -1})
-    return shapes[0]
+    if any(s is None for s in shapes) or len({len(s) for s in shapes}) != 1:
+        return None
+    return tuple(_broadcast(axis) for axis in zip(*shapes, strict=True))  # add, multiply, ...
+
+
+def _broadcast(sizes: tuple) -> Any:
+    """One axis of tensors merged element-wise: a size of 1 stretches to the others'."""
+    rest = {n for n in sizes if n != 1}
+    if not rest:
+        return 1
+    return rest.pop() if len(rest) == 1 and None not in rest else None
 
 
 class ShapeSlot:

@@ -31,6 +31,7 @@ blocks:
 network:
   - conv: {filters: "${int(32 * width)}", kernel: 3, padding: same}
   - se: {squeeze: "${in_channels // 4}"}
+  - dense: "${in_height + in_width}"   # the SE's output: its input's shape (a broadcast multiply)
 """
 
 
@@ -66,6 +67,7 @@ def test_squeeze_excite_width_follows_a_width_multiplier(tmp_path):
         spec = resolve_spec(path, {"vars.width": width})
         block = spec.network[1]
         assert block.args == {"squeeze": squeeze, "channels": 4 * squeeze}  # known at validate
+        assert spec.network[2].args["units"] == 32
         model = built(path, {"vars.width": width})
         assert channels(model, "se_conv_1") == squeeze
         assert channels(model, "se_conv_2") == channels(model, "conv") == 4 * squeeze

@@ -14,7 +14,8 @@ import pytest
 from blockspec.builder import SpecError, resolve_spec
 
 HEAD = "spec: 1\ninput: [16, 16, 3]\n"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "language_1_1.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
+DOC_SECTION = "## Blocks that take steps, names and shapes"
 
 
 def resolve(tmp_path, body: str, overrides=None):
@@ -265,8 +266,9 @@ def test_trainable_false_freezes_the_steps_layers(tmp_path):
 
 
 def test_every_example_in_the_language_1_1_doc_resolves(tmp_path):
-    examples = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
-    assert len(examples) == 2
+    section = DOC.read_text().split(DOC_SECTION, 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert len(examples) == 3
     for index, text in enumerate(examples):
         path = tmp_path / f"example{index}.yaml"
         path.write_text(text)

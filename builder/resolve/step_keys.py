@@ -52,8 +52,9 @@ class StepKeysPart:
                 return ends[0] if ends else first
             if step.type == "parallel":
                 return merged_shape(step.args.get("merge", "concat"), ends)
-            if step.type == "residual":
-                return ends[0] if ends else first
+            if step.type == "residual":  # `auto` projects the shortcut to the body's shape
+                shortcut = {"identity": [first], "steps": ends[1:]}.get(step.args.get("shortcut"))
+                return merged_shape(step.args.get("merge", "add"), [ends[0], *(shortcut or [])])
             return None
         entry = entry or registry.get(step.type)
         args = {k: (None if isinstance(v, Deferred) else v) for k, v in step.args.items()}
