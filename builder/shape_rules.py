@@ -210,7 +210,38 @@ def _dense_transition(shapes: list, args: dict) -> Shape | None:
     return (_window(shape[0], 2, 2, "valid"), _window(shape[1], 2, 2, "valid"), channels)
 
 
+def _strided(channels: Callable[[dict], Any]):
+    """A residual unit: each side divided by `strides` (rounded up), `channels(args)` out."""
+
+    def rule(shapes: list, args: dict) -> Shape | None:
+        shape, stride = shapes[0], args.get("strides", 1)
+        if shape is None or len(shape) != 3 or not _known(stride):
+            return None
+        spatial = [-(-n // stride) if _known(n) else None for n in shape[:2]]
+        return (*spatial, channels(args))
+
+    return rule
+
+
+def _vgg_stage(shapes: list, args: dict) -> Shape | None:
+    shape = shapes[0]
+    if shape is None or len(shape) != 3:
+        return None
+    if not args.get("pool", True):
+        return (*shape[:2], args.get("filters"))
+    return (*(_window(n, 2, 2, "valid") for n in shape[:2]), args.get("filters"))
+
+
+def _classes(_shapes: list, args: dict) -> Shape | None:
+    return (args.get("classes"),)
+
+
 RULES: dict[str, Callable[[list, dict], Shape | None]] = {
+    "basic_residual": _strided(lambda a: a.get("filters")),
+    "bottleneck_residual": _strided(lambda a: a.get("filters") * a.get("expansion", 4)),
+    "vgg_stage": _vgg_stage,
+    "classifier": _classes,
+    "aux_classifier": _classes,
     "dense_block": _dense_block,
     "dense_transition": _dense_transition,
     "conv": _conv_rule(2, _filters),
