@@ -70,7 +70,7 @@ def count_steps(steps) -> int:
 
 
 def _pure_python_cpu(path: str, repeat: int) -> float:
-    from blockspec.builder import load
+    from blockspec.builder import yaml_read as load
     from blockspec.builder.resolve import resolve_spec
 
     saved, load._FastLoader = load._FastLoader, None

@@ -11,13 +11,21 @@ import functools
 import inspect
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from blockspec.builder import registry
 from blockspec.builder.errors import Problem, SpecError
-from blockspec.builder.lazy import keras, layers
+from blockspec.builder.lazy import (
+    Deferred,
+    DeferredError,
+    contains_deferred,
+    keras,
+    layers,
+    settle_all,
+)
 from blockspec.builder.load import DEFAULT_LIMITS, Limits
+from blockspec.builder.shape_rules import axis_problem
 from blockspec.builder.spec import ResolvedSpec, Step, layer_name
 
 
@@ -34,6 +42,7 @@ class Built:
     model: Any
     tensors: dict[str, Any] = field(default_factory=dict)
     spec: ResolvedSpec | None = None
+    settled: dict[int, Any] = field(default_factory=dict)  # deferred values as built, by id
 
 
 class BuildContext:
@@ -45,6 +54,7 @@ class BuildContext:
         self.tensors: dict[str, Any] = {}
         self.registry_get = registry.get
         self.uses: list[Step] = []  # the user blocks being built, outermost first
+        self.settled: dict[int, Any] = {}  # deferred `in_*` expressions evaluated (1.1), by id
 
     def build_steps(self, steps: list[Step], x: Any) -> Any:
         for step in steps:
@@ -56,7 +66,13 @@ class BuildContext:
             inputs = [self.tensors[name] for name in step.sources]
             x = inputs[0] if len(inputs) == 1 else inputs
         before = {id(t) for t in self.tensors.values()} | {id(t) for t in _flat(x)}
+        if contains_deferred(step.args):
+            step = self.settle(step, x)
         try:
+            if step.block is None and "axis" in step.args:  # validate knows only some ranks
+                problem = axis_problem(step.args["axis"], tuple(_flat(x)[0].shape[1:]))
+                if problem:
+                    raise registry.ShapeError(problem)
             out = self._call(step, x)
             if not step.trainable:  # (1.1) `trainable: false` freezes every layer of the step
                 for layer in _layers_between(out, before):
@@ -75,6 +91,27 @@ class BuildContext:
         self.tensors[step.name] = out
         return out
 
+    def settle(self, step: Step, x: Any) -> Step:
+        """`step` with its deferred expressions (`in_*` unknown to `validate`) evaluated on `x`.
+
+        Each value is then checked against its argument's declared rules, as `validate` checks
+        the others; a refusal names where the expression was written.
+        """
+        shape = tuple(_flat(x)[0].shape[1:])
+        deferred = {k: v for k, v in step.args.items() if contains_deferred(v)}
+        try:
+            args = {**step.args, **settle_all(deferred, shape, self.settled)}
+        except DeferredError as e:
+            raise SpecError(Problem(str(e), e.deferred.path, e.deferred.mark)) from None
+        entry = registry.get(step.type) if step.block is None else None
+        if entry is not None and entry.kind != "combinator":
+            known = {k: v for k, v in args.items() if not contains_deferred(v)}
+            for key, message in registry.check_args(entry, known, set(deferred)):
+                if key in deferred:
+                    where = _first_deferred(deferred[key])
+                    raise SpecError(Problem(message, where.path, where.mark))
+        return replace(step, args=args)
+
     def _call(self, step: Step, x: Any) -> Any:
         if step.block is not None:
             self.uses.append(step)
@@ -91,6 +128,13 @@ class BuildContext:
         if entry.kind == "keras":
             return call_layer(getattr(layers, step.type)(name=name, **step.args), x)
         return entry.build(x, name=name, **step.args)
+
+
+def _first_deferred(value: Any) -> Deferred:
+    if isinstance(value, Deferred):
+        return value
+    items = value.values() if isinstance(value, dict) else value
+    return next(_first_deferred(v) for v in items if contains_deferred(v))
 
 
 def _flat(x: Any) -> list:
@@ -281,7 +325,7 @@ def _build_graph(spec: ResolvedSpec, inference: bool = False) -> Built:
         model = keras.Model(inputs=model_inputs, outputs=outputs, name=spec.name)
     except ValueError as e:
         raise SpecError(Problem(f"Keras refused the model: {_first_lines(e)}", "network")) from e
-    return Built(model=model, tensors=ctx.tensors, spec=spec)
+    return Built(model=model, tensors=ctx.tensors, spec=spec, settled=ctx.settled)
 
 
 def build_model(

@@ -29,6 +29,16 @@ class ExpressionError(ValueError):
     """An expression is malformed, uses something not allowed, or is too large."""
 
 
+class Unavailable:
+    """A name an expression may not read here, and why (`in_length` of an image)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return "<unavailable>"
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """The MobileNet rounding: nearest multiple of `divisor`, never more than 10% below `value`."""
     if divisor <= 0:
@@ -85,6 +95,14 @@ _COMPARE = {
 }
 
 
+SHAPE_NAMES = ("in_channels", "in_height", "in_width", "in_length", "in_shape")
+
+
+def suggestions(name: str, env: Mapping[str, Any]) -> list[str]:
+    """The names to suggest for a misspelt `name`: `in_*` only for a name that starts `in`."""
+    return [k for k in env if name.startswith("in") or k not in SHAPE_NAMES]
+
+
 def reference(value: Any) -> tuple[str, str] | None:
     """('name', n) for `$n`, ('expr', e) for `${e}`, None for anything else."""
     if not isinstance(value, str) or not value.startswith("$"):
@@ -129,6 +147,23 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     return _Evaluator(env, text).visit(tree.body)
 
 
+def names_read(text: str) -> set[str]:
+    """The names an expression reads, after the checks `evaluate` makes before evaluating.
+
+    Raises `ExpressionError` for what `evaluate` would refuse whatever the names' values (syntax,
+    size, a construct not allowed), so that an expression left for later is screened now.
+    """
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return set()  # `evaluate` says why
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return set()
+    _screen(tree, text)
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called
+
+
 _ALLOWED_NODES = (
     ast.Expression, ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.BoolOp,
     ast.Compare, ast.IfExp, ast.Call, ast.List, ast.Tuple, ast.operator, ast.unaryop, ast.boolop,
@@ -157,7 +192,13 @@ def _screen(tree: ast.AST, text: str) -> None:
             )
     for node in nodes:
         if isinstance(node, ast.Subscript):
-            raise ExpressionError(f"subscripting is not allowed in expressions. {received}")
+            hint = ""
+            if isinstance(node.value, ast.Name) and node.value.id == "in_shape":
+                hint = (
+                    " `in_shape` is passed whole; for one axis use `in_height`, `in_width`, "
+                    "`in_channels` or `in_length`."
+                )
+            raise ExpressionError(f"subscripting is not allowed in expressions.{hint} {received}")
         if not isinstance(node, _ALLOWED_NODES):
             raise ExpressionError(
                 f"`{type(node).__name__}` is not allowed in expressions. {received}"
@@ -202,12 +243,15 @@ class _Evaluator:
             if node.id.startswith("__"):
                 raise self.fail(f"the name `{node.id}`")
             if node.id in self.env:
-                return self.env[node.id]
+                value = self.env[node.id]
+                if isinstance(value, Unavailable):
+                    raise ExpressionError(f"{value.reason}. Received: ${{{self.text}}}")
+                return value
             if node.id in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[node.id]
             from blockspec.builder.errors import did_you_mean
 
-            hint = did_you_mean(node.id, list(self.env))
+            hint = did_you_mean(node.id, suggestions(node.id, self.env))
             raise ExpressionError(
                 f"unknown name `{node.id}` in expression.{hint} Received: ${{{self.text}}}"
             )

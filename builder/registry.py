@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from blockspec.builder.errors import did_you_mean
+from blockspec.builder.errors import close_matches, did_you_mean
 from blockspec.builder.text import excerpt
 
 
@@ -373,8 +373,16 @@ def all_types() -> dict[str, StepType]:
 
 
 def suggest(name: str, extra=()) -> str:
+    """` Did you mean ...?` for an unknown step type: blockspec's names, the spec's own blocks,
+    and, for a name written in CamelCase, `keras.layers` classes (`Conv2d` -> `Conv2D` first)."""
     # A spec's own block may share a built-in block's name: suggest it once.
-    return did_you_mean(name, list(dict.fromkeys([*all_types(), *extra])))
+    names = list(dict.fromkeys([*all_types(), *extra]))
+    if not isinstance(name, str) or name.islower() or not name[:1].isalpha():
+        return did_you_mean(name, names)
+    classes = [k for k in keras_layer_table() if k not in REFUSED_KERAS]
+    same = [k for k in classes if k.lower() == name.lower()]
+    close = close_matches(name, [*classes, *names])
+    return did_you_mean(name, list(dict.fromkeys([*same, *close]))[:3])
 
 
 _MULTI_INPUT_KERAS = {

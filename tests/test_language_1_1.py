@@ -14,7 +14,8 @@ import pytest
 from blockspec.builder import SpecError, resolve_spec
 
 HEAD = "spec: 1\ninput: [16, 16, 3]\n"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "language_1_1.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
+DOC_SECTION = "## Blocks that take steps, names and shapes"
 
 
 def resolve(tmp_path, body: str, overrides=None):
@@ -265,9 +266,92 @@ def test_trainable_false_freezes_the_steps_layers(tmp_path):
 
 
 def test_every_example_in_the_language_1_1_doc_resolves(tmp_path):
-    examples = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
-    assert len(examples) == 2
+    section = DOC.read_text().split(DOC_SECTION, 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert len(examples) == 3
     for index, text in enumerate(examples):
         path = tmp_path / f"example{index}.yaml"
         path.write_text(text)
         assert resolve_spec(str(path)).network
+
+
+# ----------------------------------------------------------------------------- issue 14 bugs
+
+
+def test_a_misspelt_keras_class_name_gets_a_did_you_mean(tmp_path):
+    text = refused(tmp_path, "network: [Conv2d: {filters: 2, kernel_size: 3}]\n")
+    assert re.search(
+        r"net\.yaml:3:\d+  network\[0\]\.Conv2d: unknown step type `Conv2d`\. Did you mean "
+        r"`Conv2D`",
+        text,
+    )
+    assert "Did you mean `Conv2DTranspose`" in refused(
+        tmp_path, "network: [Conv2DTranspos: {filters: 2, kernel_size: 3}]\n"
+    )
+
+
+def test_an_axis_out_of_range_is_refused_where_it_is_written(tmp_path):
+    from blockspec.builder.compile import compile_spec
+
+    text = refused(tmp_path, "network: [conv: {filters: 2, kernel: 1}, layer_norm: {axis: 5}]\n")
+    assert re.search(
+        r"net\.yaml:3:\d+  network\[1\]\.layer_norm\.axis: `axis` is out of range: the input of "
+        r"this step has shape \(16, 16, 2\) after the batch axis, so its axes are -4 to 3\. "
+        r"Received: axis=5",
+        text,
+    )
+    # After a step `validate` has no shape rule for, the build refuses it, located at the step.
+    spec = resolve(
+        tmp_path, "network: [Conv2DTranspose: {filters: 2, kernel_size: 1}, softmax: -5]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        compile_spec(spec)
+    assert re.search(
+        r"net\.yaml:3:\d+  network\[1\]\.softmax: `axis` is out of range", str(info.value)
+    )
+    assert "tuple index" not in str(info.value)
+
+
+def test_a_yaml_merge_key_gives_way_to_the_mappings_own_keys(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        vars:
+          a: &a {filters: 2, kernel: 3, padding: same}
+          b: &b {filters: 5, strides: 2}
+        network:
+          - conv: {<<: *a, filters: 4}
+          - conv:
+              <<: [*b, *a]
+              kernel: 1
+        """,
+    )
+    assert [(s.args["filters"], s.args["kernel"], s.args["strides"]) for s in spec.network] == [
+        (4, 3, 1),
+        (5, 1, 2),  # of two merged mappings, the first wins (YAML's merge)
+    ]
+    text = refused(
+        tmp_path, "vars: {a: &a {f: 1}}\nnetwork: [dense: {<<: *a, units: 2, units: 3}]\n"
+    )
+    assert re.search(r"net\.yaml:4:\d+  network\[0\]\.dense\.units: duplicate key `units`", text)
+
+
+def test_summary_counts_a_dense_on_a_feature_map_as_a_convolution(tmp_path):
+    from blockspec.builder.compile import compile_spec
+    from blockspec.views.summary import stats
+
+    spec = resolve(
+        tmp_path,
+        """\
+        network:
+          - conv: {filters: 8, kernel: 4, strides: 4}
+          - layer_norm:
+          - dense: 32          # ConvNeXt's pointwise layers: a Dense on (batch, h, w, c)
+          - dense: 8
+          - global_avg_pool:
+          - dense: 10
+        """,
+    )
+    numbers = stats(compile_spec(spec))
+    assert numbers.fc_params == 8 * 10 + 10
+    assert numbers.conv_params == (4 * 4 * 3 * 8 + 8) + (8 * 32 + 32) + (32 * 8 + 8)

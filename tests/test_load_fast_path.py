@@ -1,7 +1,7 @@
 """libyaml (the loader's fast path) reads specs exactly as PyYAML's pure-Python scanner does.
 
 The loader takes libyaml's events when the text has none of the constructs the two disagree on
-(`builder.load._reads_alike`); otherwise, and for every message, the pure-Python reader decides.
+(`builder.yaml_read._reads_alike`); otherwise, and for every message, the pure-Python reader decides.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from blockspec.builder import load
+from blockspec.builder import yaml_read as load
 from blockspec.builder.errors import SpecError
 from blockspec.builder.load import SPECS_DIR, parse_yaml
 

@@ -243,6 +243,126 @@ def _tune_section() -> list[str]:
     return [*out, ""]
 
 
+# Language 1.1 in words, with whole specs that tests/test_language_1_1.py validates.
+_LANGUAGE_1_1 = """\
+## Blocks that take steps, names and shapes
+
+Every version-1 spec stays valid; these are the additions of language 1.1. Each example
+below is a whole spec, and `tests/test_language_1_1.py` validates every one.
+
+### Optional parts and computed names
+
+`when` keeps a step (per repetition, `i` defined) only where it is true; `repeat: 0` gives no
+step; `last` overrides the last repetition as `first` does the first (with `repeat: 1`, `first`
+applies, then `last`); `trainable: false` freezes the step's layers; `shortcut: none` is the
+residual's body alone; `name` and `from` interpolate `${...}` (per repetition). A `from` or
+output naming a step left out is refused with both locations. A step list left empty by `when`
+or `repeat: 0` (a branch, a shortcut) is the identity, as `[]` is.
+
+```yaml
+spec: 1
+input: [16, 16, 3]
+vars: {pool: false}
+network:
+  - conv: {filters: 8, kernel: 3, padding: same}
+    name: stem
+    trainable: false
+  - max_pool: 2
+    when: $pool
+  - conv: {filters: 8, kernel: 3, padding: same}
+    repeat: 3
+    name: enc${i}
+    last: {filters: 16}
+  - residual: {body: [conv: {filters: 16, kernel: 1}], shortcut: none, activation: relu}
+```
+
+### Blocks that take steps, names and scalars
+
+`$name` stands wherever the language takes a value, a list of steps or a step name: a block
+argument may hold steps (`body: $body`) or the name of a step outside the block
+(`from: [conv, $skip]`, looked up where the block is used). Everything written where a block
+is used (its arguments, `${...}` inside them, the defaults in its `args`) is evaluated there, in
+the caller's scope. A block with one argument takes it as a scalar (`width: 8`); a list is
+always the positional form. Expressions may also give strings
+(`shortcut: "${'identity' if s == 1 else 'none'}"`).
+
+```yaml
+spec: 1
+input: [16, 16, 3]
+blocks:
+  unit:
+    args: {body: null}
+    body: [residual: {body: $body}]
+  up:
+    args: {skip: null}
+    body:
+      - conv: {filters: 4, kernel: 1}
+      - concat: {}
+        from: [conv, $skip]
+  width:
+    args: {filters: null}
+    body: [conv: {filters: $filters, kernel: 1}]
+network:
+  - conv: {filters: 4, kernel: 3, padding: same}
+    name: enc0
+  - conv: {filters: 4, kernel: 3, padding: same}
+    name: enc1
+  - unit: {body: [conv: {filters: 4, kernel: 3, padding: same}]}
+  - up: {skip: "enc${1 - i}"}
+    repeat: 2
+  - width: 8
+```
+
+### Shapes: `in_channels`, `in_height`, `in_width`, `in_length`, `in_shape`
+
+An expression may read the shape of the input of the step it is written in: `in_channels`
+(the last axis), `in_height` and `in_width` (images), `in_length` (sequences), `in_shape` (the
+whole shape as a list, batch axis left out; it cannot be indexed). In a block's arguments,
+written where the block is used, that is the block's input; a default in the block's `args`
+such as `channels: $in_channels` is the block's input too. Under `repeat` each repetition reads
+its own input; a step reading several tensors reads the first's.
+
+`validate` infers shapes in pure Python: every layer type above, the blocks `conv_bn`,
+`basic_residual`, `bottleneck_residual`, `vgg_stage`, `dense_block`, `dense_transition`,
+`classifier`, `aux_classifier`, the combinators and user blocks have a shape rule (a step type
+declares one beside its arguments: `register(..., extra={"shape": rule})`, see
+`builder/shape_rules.py`). After a step without one (another built-in block, a raw Keras
+class), an argument that reads `in_*` is evaluated when the model is built, and a refusal
+still names where it was written. A step key that shapes the network (`repeat`, `when`,
+`name`, `from`, `trainable`) cannot wait: `validate` refuses it there. An axis the input does
+not have (`in_length` of an image) is refused with the input's shape.
+
+```yaml
+spec: 1
+input: [32, 32, 3]
+vars: {width: 0.5}
+blocks:
+  se:                                  # squeeze-excite: the width follows the input
+    args: {squeeze: null, channels: $in_channels}
+    body:
+      - residual:
+          shortcut: identity
+          merge: multiply
+          body:
+            - global_avg_pool: {keepdims: true}
+            - conv: {filters: $squeeze, kernel: 1, activation: relu}
+            - conv: {filters: $channels, kernel: 1, activation: sigmoid}
+  transition:                          # DenseNet: half the channels, half the side
+    args: {}
+    body:
+      - conv: {filters: "${in_channels // 2}", kernel: 1}
+      - avg_pool: 2
+network:
+  - conv: {filters: "${make_divisible(64 * width, 8)}", kernel: 3, padding: same}
+  - se: {squeeze: "${in_channels // 4}"}
+  - transition: {}
+  - avg_pool:
+      size: ["${in_height}", "${in_width}"]
+  - dense: 10
+```
+"""
+
+
 def _expression_lines() -> list[str]:
     from blockspec.builder.expr import FUNCTIONS
 
@@ -308,6 +428,8 @@ def generate() -> str:
         "",
         "A `choice` may list whole steps; a step may be a choice: "
         "`{tune: choice, values: [{conv: ...}, {conv_bn: ...}]}`.",
+        "",
+        *_LANGUAGE_1_1.splitlines(),
         "",
         *_outputs_section(),
         *_train_section(),

@@ -6,7 +6,15 @@ from typing import Any
 
 import yaml
 
+from blockspec.builder.lazy import Deferred, contains_deferred
 from blockspec.builder.spec import ResolvedSpec, Step
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a value shared by several steps in full at each (no `&id001` anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _local(step: Step, prefix: str) -> str | None:
@@ -17,52 +25,79 @@ def _local(step: Step, prefix: str) -> str | None:
     return step.name
 
 
-def _step(step: Step, prefix: str) -> dict[str, Any]:
-    if step.block is not None:
-        body = {"sequence": [_step(s, step.name) for s in step.children[0]]}
-        out = body
-    elif step.type == "sequence":
-        out = {"sequence": [_step(s, step.name) for s in step.children[0]]}
-    elif step.type == "parallel":
-        out = {
-            "parallel": {
-                "branches": [
-                    [_step(s, f"{step.name}_b{i + 1}") for s in branch]
-                    for i, branch in enumerate(step.children)
-                ],
-                "merge": step.args["merge"],
-            }
-        }
-    elif step.type == "residual":
-        args: dict[str, Any] = {"body": [_step(s, step.name) for s in step.children[0]]}
-        if step.args["shortcut"] == "steps":
-            args["shortcut"] = [_step(s, f"{step.name}_shortcut") for s in step.children[1]]
-        else:
-            args["shortcut"] = step.args["shortcut"]
-        args["merge"] = step.args["merge"]
-        if step.args.get("activation"):
-            args["activation"] = step.args["activation"]
-        out = {"residual": args}
-    elif step.type == "bidirectional":
-        inner = step.children[0][0]
-        out = {
-            "bidirectional": {
-                "layer": {inner.type: dict(inner.args)},
-                "merge_mode": step.args["merge_mode"],
-            }
-        }
-    else:
-        out = {step.type: dict(step.args)}
-    local = _local(step, prefix)
+def _values(value: Any, settled: dict[int, Any]) -> Any:
+    """`value` with each deferred `in_*` expression replaced by what it was when built."""
+    if isinstance(value, Deferred):
+        return settled[id(value)]
+    if isinstance(value, dict):
+        return {k: _values(v, settled) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_values(v, settled) for v in value]
+    return value
+
+
+def _step(step: Step, scopes: tuple[str, ...], settled: dict[int, Any]) -> dict[str, Any]:
+    """One step as written; `scopes` are the prefixes of its scope and those around it."""
+    out = _combinator(step, scopes, settled)
+    if out is None:
+        out = {step.type: _values(dict(step.args), settled)}
+    local = _local(step, scopes[-1])
     if local is not None:
         out["name"] = local
-    if step.sources is not None and prefix == "":
-        out["from"] = step.sources[0] if len(step.sources) == 1 else list(step.sources)
+    if step.sources is not None:
+        names = [_written(source, scopes) for source in step.sources]
+        out["from"] = names[0] if len(names) == 1 else names
+    if not step.trainable:
+        out["trainable"] = False
     return out
 
 
+def _written(full: str, scopes: tuple[str, ...]) -> str:
+    """How a step inside `scopes` names the step of full name `full` (innermost scope first)."""
+    for prefix in reversed(scopes):
+        if not prefix:
+            return full
+        if full.startswith(prefix + "_"):
+            return full[len(prefix) + 1 :]
+    return full
+
+
+def _combinator(step: Step, scopes: tuple, settled: dict[int, Any]) -> dict[str, Any] | None:
+    """A combinator or user block step, its children rendered; None for any other step."""
+
+    def steps(children: list[Step], prefix: str) -> list:
+        return [_step(s, (*scopes, prefix), settled) for s in children]
+
+    args = _values(step.args, settled)
+    if step.block is not None or step.type == "sequence":
+        return {"sequence": steps(step.children[0], step.name)}
+    if step.type == "parallel":
+        branches = [steps(b, f"{step.name}_b{i + 1}") for i, b in enumerate(step.children)]
+        return {"parallel": {"branches": branches, "merge": args["merge"]}}
+    if step.type == "residual":
+        out: dict[str, Any] = {"body": steps(step.children[0], step.name)}
+        if args["shortcut"] == "steps":
+            out["shortcut"] = steps(step.children[1], f"{step.name}_shortcut")
+        else:
+            out["shortcut"] = args["shortcut"]
+        out["merge"] = args["merge"]
+        if args.get("activation"):
+            out["activation"] = args["activation"]
+        return {"residual": out}
+    if step.type == "bidirectional":
+        inner = step.children[0][0]
+        layer = {inner.type: _values(dict(inner.args), settled)}
+        return {"bidirectional": {"layer": layer, "merge_mode": args["merge_mode"]}}
+    return None
+
+
 def render(spec: ResolvedSpec) -> str:
-    """The resolved spec as YAML, loadable as a spec of its own."""
+    """The resolved spec as YAML, loadable as a spec of its own.
+
+    A value that waited for the build (an `in_*` expression `validate` could not evaluate) is
+    printed as the number it is when built: the model is then built, its weights not allocated.
+    """
+    settled = _settled(spec)
     doc: dict[str, Any] = {"spec": 1, "name": spec.name}
     if spec.description:
         doc["description"] = spec.description
@@ -76,7 +111,7 @@ def render(spec: ResolvedSpec) -> str:
         doc["inputs"] = {i.name: {"shape": list(i.shape), "dtype": i.dtype} for i in spec.inputs}
     network = []
     for index, step in enumerate(spec.network):
-        item = _step(step, "")
+        item = _step(step, ("",), settled)
         if index == 0 and step.sources == [spec.inputs[0].name]:
             item.pop("from", None)
         network.append(item)
@@ -100,4 +135,18 @@ def render(spec: ResolvedSpec) -> str:
         doc["train"] = spec.train
     if spec.tune:
         doc["tune"] = spec.tune
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _settled(spec: ResolvedSpec) -> dict[int, Any]:
+    """The deferred values of `spec` as built (by id); empty, and nothing built, if it has none."""
+
+    def deferred(steps: list[Step]) -> bool:
+        return any(contains_deferred(s.args) or any(deferred(c) for c in s.children) for s in steps)
+
+    if not deferred(spec.network):
+        return {}
+    from blockspec.builder.compile import _build_graph, _deferred_weights
+
+    with _deferred_weights(allocate=False):
+        return _build_graph(spec).settled

@@ -96,10 +96,19 @@ def _kind(layer) -> str:
     if cls in _CONV_CLASSES:
         return "conv"
     if cls in _FC_CLASSES:
-        return "fc"
+        # A Dense on a feature map (ConvNeXt's pointwise layers) is a 1x1 convolution.
+        return "conv" if _input_rank(layer) >= 4 else "fc"
     if cls in _RNN_CLASSES:
         return "rnn"
     return "other"
+
+
+def _input_rank(layer) -> int:
+    """The rank of the tensor a layer reads (batch axis included); 2 if it cannot be told."""
+    try:
+        return len(layer.input.shape)
+    except (AttributeError, ValueError):  # a layer called on several tensors, or never called
+        return 2
 
 
 def _parents(layer):

@@ -158,12 +158,17 @@ class BlocksPart:
             if templated(bound[key]):  # (1.1) `skip: "enc${3 - i}"`: a name made at the use site
                 bound[key] = self.interpolate(bound[key], at, env, f"{hp}/{key}")
         body_env = {**self.vars, **bound}
+        in_shape = self.flow  # the block's input: its body's first step reads it
         self.block_stack.append(type_name)
         self.caller_scopes.append(scope)  # names passed in are looked up where the block is used
         self.context.append(f"block `{type_name}` used at {format_path(path[:-1])}")
         try:
             body = self.resolve_steps(
-                block["body"], ("blocks", type_name, "body"), Scope(prefix=name, hp=hp), body_env
+                block["body"],
+                ("blocks", type_name, "body"),
+                Scope(prefix=name, hp=hp),
+                body_env,
+                in_shape=in_shape,
             )
         finally:
             self.block_stack.pop()

@@ -13,7 +13,16 @@ import re
 from typing import Any
 
 from blockspec.builder.errors import Problem, SpecError, did_you_mean, shorten
-from blockspec.builder.expr import Expansion, ExpressionError, evaluate, reference
+from blockspec.builder.expr import (
+    Expansion,
+    ExpressionError,
+    Unavailable,
+    evaluate,
+    names_read,
+    reference,
+    suggestions,
+)
+from blockspec.builder.lazy import Deferred
 from blockspec.builder.load import Document, Limits, format_path
 from blockspec.builder.resolve.blocks import BlocksPart
 from blockspec.builder.resolve.common import (
@@ -35,6 +44,7 @@ from blockspec.builder.resolve.step_keys import StepKeysPart
 from blockspec.builder.resolve.steps import StepsPart
 from blockspec.builder.resolve.train import resolve_train
 from blockspec.builder.resolve.tune import resolve_tune
+from blockspec.builder.shape_rules import ShapeSlot
 from blockspec.builder.spaces import Chooser, check_space, is_space
 from blockspec.builder.spec import InputSpec, ResolvedSpec, Step
 
@@ -60,6 +70,8 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
         self.broken_blocks: set[str] = set()  # refused definitions: their uses add nothing new
         self.warnings: list[Problem] = []
         self.sizes = Expansion(limits.max_nodes, limits.max_depth)  # values as built, refs included
+        self.shapes: dict[str, tuple | None] = {}  # each step's output shape, for `in_*` (1.1)
+        self.flow: tuple | None = None  # the shape the next step of the chain reads by default
 
     def warn(self, path: tuple, message: str) -> None:
         """A spec that is valid but likely not what its author meant: printed, not refused."""
@@ -154,6 +166,7 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
         top = Scope(prefix="", hp="")
         for spec_input in inputs:
             top.names[spec_input.name] = spec_input.name
+            self.shapes[spec_input.name] = tuple(spec_input.shape)
         network = data.get("network")
         if network is None:
             self.error((), "missing required key `network` (the list of steps)")
@@ -171,6 +184,7 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
                 top,
                 self.vars,
                 first_sources=[inputs[0].name] if inputs else None,
+                in_shape=tuple(inputs[0].shape) if inputs else None,
             )
             if not network_steps and not self.problems:
                 self.error(
@@ -231,16 +245,21 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
             kind, text = ref
             if kind == "name":
                 if text in env:
-                    return env[text]
+                    return self.shaped(text, env, path, raw)
                 if self.vars_broken:
                     return INVALID
                 self.error(
-                    path, f"unknown name `${text}`.{did_you_mean(text, list(env))} Received: {raw}"
+                    path,
+                    f"unknown name `${text}`.{did_you_mean(text, suggestions(text, env))} "
+                    f"Received: {raw}",
                 )
                 return INVALID
             if any(env.get(k) is INVALID for k in _IDENTIFIER.findall(text)):
                 return INVALID  # it reads a refused value, whose problem is already reported
             try:
+                waits = self.waits_for_shape(text, env)
+                if waits:
+                    return Deferred(text, waits, format_path(path), self.doc.mark(path))
                 return evaluate(text, env)
             except ExpressionError as e:
                 unknown = str(e).startswith("unknown name `")
@@ -254,6 +273,32 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
         if isinstance(raw, list):
             return [self.value(v, (*path, i), env, f"{hp}/{i}") for i, v in enumerate(raw)]
         return raw
+
+    def shaped(self, name: str, env: dict, path: tuple, raw: str) -> Any:
+        """`$name`'s value: an `in_*` name not known yet waits for the build (1.1)."""
+        value = env[name]
+        if isinstance(value, Unavailable):
+            self.error(path, f"{value.reason}. Received: {raw}")
+            return INVALID
+        if isinstance(value, ShapeSlot):
+            return Deferred(name, {name: value}, format_path(path), self.doc.mark(path))
+        return value
+
+    def waits_for_shape(self, text: str, env: dict) -> dict | None:
+        """The names an expression reads when one of them waits for the build, else None.
+
+        Raises `ExpressionError` for what is wrong whatever the shapes (syntax, an unknown name,
+        `in_shape[0]`): those are refused by `validate`, not left for the build.
+        """
+        names = names_read(text)
+        if not any(isinstance(env.get(n), (ShapeSlot, Deferred)) for n in names):
+            return None
+        for name in names:
+            if name not in env and name not in ("True", "False", "None"):
+                evaluate(text, env)  # says "unknown name", with its did-you-mean
+            if isinstance(env.get(name), Unavailable):
+                raise ExpressionError(f"{env[name].reason}. Received: ${{{text}}}")
+        return {n: env[n] for n in names if n in env}
 
     def space(self, raw: dict, path: tuple, env: dict, hp: str) -> Any:
         options = {

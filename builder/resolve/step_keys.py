@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from blockspec.builder import registry
 from blockspec.builder.errors import did_you_mean, shorten
-from blockspec.builder.expr import reference
+from blockspec.builder.expr import Unavailable, reference
+from blockspec.builder.lazy import Deferred
 from blockspec.builder.resolve.common import INVALID, NAME_RULE, Scope, is_name
+from blockspec.builder.shape_rules import axis_problem, merged_shape, output_shape, shape_env
+from blockspec.builder.spec import Step
 
 _PART = re.compile(r"\$\{([^{}]*)\}")
 
@@ -27,6 +31,59 @@ def templated(raw: Any) -> bool:
 
 class StepKeysPart:
     """The resolver's rules for step keys (mixed into `Resolver`)."""
+
+    # ------------------------------------------------------------------ shapes (1.1 `in_*`)
+    def input_shapes(self, sources: list[str] | None) -> list:
+        """The shapes a step reads: its `from` steps', else the chain's previous output."""
+        if sources:
+            return [self.shapes.get(name) for name in sources]
+        return [self.flow]
+
+    def shape_names(self, sources: list[str] | None) -> dict[str, Any]:
+        """`in_channels` & co. for a step reading `sources` (the first, for several)."""
+        return shape_env(self.input_shapes(sources)[0], Unavailable)
+
+    def output_of(self, step: Step, entry, in_shapes: list) -> Any:
+        """A resolved step's output shape, in pure Python; None where it cannot be known."""
+        first = in_shapes[0]
+        if step.block is not None or (entry is not None and entry.kind == "combinator"):
+            ends = [self.shapes.get(c[-1].name) if c else first for c in step.children]
+            if step.block is not None or step.type == "sequence":
+                return ends[0] if ends else first
+            if step.type == "parallel":
+                return merged_shape(step.args.get("merge", "concat"), ends)
+            if step.type == "residual":  # `auto` projects the shortcut to the body's shape
+                shortcut = {"identity": [first], "steps": ends[1:]}.get(step.args.get("shortcut"))
+                return merged_shape(step.args.get("merge", "add"), [ends[0], *(shortcut or [])])
+            return None
+        entry = entry or registry.get(step.type)
+        args = {k: (None if isinstance(v, Deferred) else v) for k, v in step.args.items()}
+        rule = entry.extra.get("shape") if entry is not None else None
+        return output_shape(step.type, args, in_shapes, rule)
+
+    def check_axis(self, step: Step, in_shapes: list, path: tuple) -> None:
+        """An `axis` argument outside its input's axes, refused where it is written."""
+        if "axis" not in step.args or step.block is not None:
+            return
+        problem = axis_problem(step.args["axis"], in_shapes[0])
+        if problem:
+            written = self.raw_at(path)
+            self.error(
+                (*path, "axis") if isinstance(written, dict) and "axis" in written else path,
+                problem,
+            )
+
+    def waits(self, value: Any, path: tuple, key: str) -> bool:
+        """True (after a located refusal) when step key `key` reads a shape not known yet."""
+        if not isinstance(value, Deferred):
+            return False
+        self.error(
+            path,
+            f"`{key}` reads the shape of the step's input, which `validate` cannot infer here "
+            f"(a step before it has no shape rule); only a step's arguments may wait for the "
+            f"model to be built. Received: {key}=${{{value.text}}}",
+        )
+        return True
 
     def interpolate(self, raw: Any, path: tuple, env: dict, hp: str) -> Any:
         """A `name` or `from` string with its `$name` or `${...}` parts evaluated; INVALID if not."""
@@ -55,7 +112,7 @@ class StepKeysPart:
         if "repeat" not in raw:
             return 1
         count = self.value(raw["repeat"], (*path, "repeat"), env, f"{hp}/repeat")
-        if count is INVALID:
+        if count is INVALID or self.waits(count, (*path, "repeat"), "repeat"):
             return None
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             self.error(
@@ -92,7 +149,7 @@ class StepKeysPart:
         if "when" not in raw:
             return True
         value = self.value(raw["when"], (*path, "when"), env, f"{hp}/when")
-        if value is INVALID:
+        if value is INVALID or self.waits(value, (*path, "when"), "when"):
             return None
         if not isinstance(value, bool):
             self.error(
@@ -107,7 +164,7 @@ class StepKeysPart:
         if "trainable" not in raw:
             return True
         value = self.value(raw["trainable"], (*path, "trainable"), env, f"{hp}/trainable")
-        if value is INVALID:
+        if value is INVALID or self.waits(value, (*path, "trainable"), "trainable"):
             return None
         if not isinstance(value, bool):
             self.error(
@@ -185,6 +242,9 @@ class StepKeysPart:
 
 def _text(value: Any, raw: str, path: tuple, resolver) -> Any:
     """A value interpolated into a name: a string or a number, nothing else."""
+    if isinstance(value, Deferred):
+        resolver.waits(value, path, next((p for p in reversed(path) if isinstance(p, str)), "name"))
+        return INVALID
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         resolver.error(
             path,

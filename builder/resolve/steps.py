@@ -8,6 +8,7 @@ from typing import Any
 from blockspec.builder import registry
 from blockspec.builder.errors import did_you_mean, shorten
 from blockspec.builder.expr import reference
+from blockspec.builder.lazy import contains_deferred
 from blockspec.builder.load import format_path
 from blockspec.builder.resolve.common import (
     _COLLAPSIBLE,
@@ -35,7 +36,9 @@ class StepsPart:
         scope: Scope,
         env: dict,
         first_sources: list[str] | None = None,
+        in_shape: Any = None,
     ) -> list[Step]:
+        self.flow = in_shape  # what the chain's first step reads (1.1 `in_*`)
         if not isinstance(raw, list):
             self.error(path, f"expected a list of steps. Received: {shorten(raw)}")
             return []
@@ -85,18 +88,27 @@ class StepsPart:
             if local is None:
                 return []
         hp = hp_name or (scope.hp if collapse else (f"{scope.hp}/{local}" if scope.hp else local))
-        count = self.repeat_count(raw, path, env, hp)
-        trainable = self.trainable(raw, path, env, hp)
-        overrides = {k: self.override(raw, path, k) for k in ("first", "last")}
-        if count is None or trainable is None:
-            return []
         sources = None
         if not templated(raw.get("from")):
             sources = self.resolve_from(raw.get("from"), (*path, "from"), scope, entry, env, hp)
+        shaped = {**env, **self.shape_names(sources)}
+        count = self.repeat_count(raw, path, shaped, hp)
+        trainable = self.trainable(raw, path, shaped, hp)
+        overrides = {k: self.override(raw, path, k) for k in ("first", "last")}
+        if count is None or trainable is None:
+            return []
         steps: list[Step] = []
         dropped = count == 0
         for rep in range(count):
             rep_env = {**env, "i": rep} if "repeat" in raw else env
+            if templated(raw.get("from")):
+                rep_sources = self.resolve_from(
+                    raw["from"], (*path, "from"), scope, entry, rep_env, hp
+                )
+            else:
+                rep_sources = None if steps else sources
+            in_shapes = self.input_shapes(rep_sources)  # each repetition reads its own (1.1)
+            rep_env = {**rep_env, **self.shape_names(rep_sources)}
             if per_rep:
                 name = self.step_name(local, path, scope, rep_env, hp)
                 if name is None:
@@ -118,18 +130,16 @@ class StepsPart:
             )
             if args_raw is None:
                 return steps
+            self.flow = in_shapes[0]
             step = self.build_step(
                 type_name, entry, args_raw, (*path, type_name), scope, rep_env, full, rep_hp,
                 origins,
             )  # fmt: skip
             if step is None:
                 return steps
-            if templated(raw.get("from")):
-                step.sources = self.resolve_from(
-                    raw["from"], (*path, "from"), scope, entry, rep_env, rep_hp
-                )
-            elif not steps:
-                step.sources = sources
+            step.sources = rep_sources
+            self.check_axis(step, in_shapes, (*path, type_name))
+            self.flow = self.shapes[full] = self.output_of(step, entry, in_shapes)
             step.trainable = trainable
             step.path = format_path((*path, type_name))
             step.mark = self.doc.mark((*path, type_name))
@@ -318,7 +328,11 @@ class StepsPart:
                 if param.required and not did_you_mean(key, unknown):
                     self.error(path, f"missing required argument `{key}` for `{entry.name}`")
         # Types, each parameter's declared rules (`filters` > 0, odd kernel for stack3), no files.
-        known = {k: v for k, v in args.items() if v is not INVALID and not contains_invalid(v)}
+        known = {
+            k: v
+            for k, v in args.items()
+            if v is not INVALID and not contains_invalid(v) and not contains_deferred(v)
+        }
         typed = {k for k, p in entry.params.items() if k in known and known[k] is not p.default}
         for key, message in registry.check_args(entry, known, typed):
             written_as = written.get(key, key)
@@ -349,7 +363,7 @@ class StepsPart:
                         return None
                 continue
             value = self.value(given.get(key, param.default), at, env, f"{hp}/{key}")
-            if value is not INVALID:
+            if value is not INVALID and not contains_deferred(value):
                 problem = registry.check_value(key, value, param.annotation)
                 if problem:
                     self.error(at, f"`{key}` {problem}. Received: {key}={shorten(value)}")
@@ -404,6 +418,7 @@ class Nest:
         self.env = env
         self.name = name
         self.hp = hp
+        self.in_shape = resolver.flow  # the step's input shape, for `in_*` inside (1.1)
 
     def error(self, path: tuple, message: str) -> None:
         self.resolver.error(path, message)
@@ -417,11 +432,12 @@ class Nest:
         """Resolves a nested step list in its own naming scope (`{name}{suffix}_...`)."""
         hp = f"{self.hp}/{suffix.lstrip('_')}" if suffix else self.hp
         scope = Scope(prefix=f"{self.name}{suffix}", hp=hp, parent=self.scope)
-        return self.resolver.resolve_steps(raw, path, scope, self.env)
+        return self.resolver.resolve_steps(raw, path, scope, self.env, in_shape=self.in_shape)
 
     def step(self, raw: Any, path: tuple) -> list[Step]:
         """Resolves one nested step, named by its type inside this step's scope."""
         scope = Scope(prefix=self.name, hp=self.hp, parent=self.scope)
+        self.resolver.flow = self.in_shape
         return self.resolver.resolve_step(raw, path, scope, self.env, type_key(raw))
 
     def auto_shortcut(self) -> list[Step]:
