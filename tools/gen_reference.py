@@ -113,6 +113,8 @@ DATA_DOC = {
     "samples": "how many examples (default 2048)",
     "classes": "how many classes (default: the main output's width)",
     "noise": "the noise added to each class's pattern (default 0.5)",
+    "masks": "true: one class per pixel (rectangles of classes 1.. over class 0), a segmentation "
+    "task: outputs of shape (H, W, classes), no `augment`, no test-time augmentation",
     "path": "the folder of class folders (`folder`) or the `.npz` file (`npz`)",
     "validation_path": "a separate folder of class folders for validation",
     "x_key": "the array of examples in the file (default `x`, or `x_train`)",

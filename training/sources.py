@@ -140,7 +140,9 @@ def _load_source(data, image_size, channels, classes, seed, base_dir) -> Source:
     if source == "digits":
         return _digits(data, split, seed)
     if source == "synthetic":
-        return _synthetic(data, split, seed, image_size or (32, 32), channels or 3, classes or 10)
+        from blockspec.training.synthetic import synthetic
+
+        return synthetic(data, split, seed, image_size or (32, 32), channels or 3, classes or 10)
     if source == "npz":
         return _npz(data, split, seed, _resolve_path(data["path"], base_dir), classes)
     if source == "folder":
@@ -208,12 +210,13 @@ def _digits(data: dict, fraction: float, seed: int) -> Source:
         test=None,
         class_names=[str(c) for c in digits.target_names],
         raw_shape=(8, 8),
-        scale=_scale(data, 1.0 / 16.0),
+        scale=scale_of(data, 1.0 / 16.0),
         name="digits (scikit-learn, 8x8, 10 classes)",
     )
 
 
-def _scale(data: dict, default: float) -> float:
+def scale_of(data: dict, default: float) -> float:
+    """`data.scale`, else the source's default."""
     scale = data.get("scale")
     return float(default if scale is None else scale)
 
@@ -261,7 +264,7 @@ def _npz(data: dict, fraction: float, seed: int, path: Path, classes: int | None
         test=_array_split(*test) if test is not None else None,
         class_names=names or [str(i) for i in range(top + 1)],
         raw_shape=tuple(int(d) for d in x.shape[1:]),
-        scale=_scale(data, default_scale),
+        scale=scale_of(data, default_scale),
         name=f"npz ({path})",
     )
 
@@ -274,100 +277,6 @@ def _checked_pair(path, x_key, y_key, x, y, classes) -> tuple[np.ndarray, np.nda
             f"{path}: `{x_key}` has {len(x)} examples but `{y_key}` has {len(y)} labels"
         )
     return x, y
-
-
-def _synthetic(
-    data: dict, fraction: float, seed: int, image_size, channels: int, default_classes: int
-) -> Source:
-    """A learnable task: each class is a fixed low-frequency pattern, each example adds noise.
-
-    Examples are generated on the fly from their index (stateless random ops), so any size and
-    count costs no memory and every run sees the same data.
-    """
-    if data.get("masks"):
-        return _synthetic_masks(data, fraction, seed, image_size, channels, default_classes)
-    samples = int(data.get("samples", 2048))
-    classes = int(data.get("classes") or default_classes)
-    noise = float(data.get("noise", 0.5))
-    height, width = (int(v) for v in image_size)
-    rng = np.random.default_rng(seed)
-    patterns = tf.constant(rng.uniform(0, 1, (classes, 8, 8, channels)).astype("float32"))
-    n_val = round(samples * fraction)
-
-    def example(index):
-        label = tf.cast(index % classes, "int32")
-        pattern = tf.image.resize(patterns[label], (height, width))
-        grain = tf.random.stateless_normal(
-            (height, width, channels), seed=tf.stack([tf.cast(seed, "int64"), index])
-        )
-        return pattern + noise * grain, label
-
-    def split(start, count):
-        ds = tf.data.Dataset.range(start, start + count).map(example, num_parallel_calls=AUTOTUNE)
-        return Split(ds, count)
-
-    return Source(
-        train=split(0, samples - n_val),
-        validation=split(samples - n_val, n_val) if n_val else None,
-        test=None,
-        class_names=[f"class_{i}" for i in range(classes)],
-        raw_shape=(height, width, channels),
-        scale=_scale(data, 1.0),
-        name=f"synthetic ({samples} examples, {classes} classes)",
-    )
-
-
-BOXES = 3  # rectangles per synthetic segmentation example
-
-
-def _synthetic_masks(
-    data: dict, fraction: float, seed: int, image_size, channels: int, default_classes: int
-) -> Source:
-    """A segmentation task: up to `BOXES` rectangles of classes 1.. over a class-0 background,
-    each class its own colour plus noise; the label is the class of every pixel, (H, W).
-
-    Generated on the fly from the example's index, like `_synthetic`.
-    """
-    samples = int(data.get("samples", 2048))
-    classes = max(2, int(data.get("classes") or default_classes))
-    noise = float(data.get("noise", 0.5))
-    height, width = (int(v) for v in image_size)
-    colours = tf.constant(np.random.default_rng(seed).uniform(0, 1, (classes, channels)), "float32")
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    n_val = round(samples * fraction)
-
-    def example(index):
-        mask = tf.zeros((height, width), "int32")
-        for box in range(BOXES):
-            draw = tf.random.stateless_uniform(
-                (5,), seed=tf.stack([tf.cast(seed * BOXES + box, "int64"), index])
-            )
-            top = tf.cast(draw[0] * 0.75 * height, "int32")
-            left = tf.cast(draw[1] * 0.75 * width, "int32")
-            tall = 2 + tf.cast(draw[2] * 0.5 * height, "int32")
-            wide = 2 + tf.cast(draw[3] * 0.5 * width, "int32")
-            label = 1 + tf.cast(draw[4] * (classes - 1), "int32")
-            inside = (rows >= top) & (rows < top + tall) & (cols >= left) & (cols < left + wide)
-            mask = tf.where(inside, label, mask)
-        grain = tf.random.stateless_normal(
-            (height, width, channels), seed=tf.stack([tf.cast(seed, "int64"), -1 - index])
-        )
-        return tf.gather(colours, mask) + noise * grain, mask
-
-    def split(start, count):
-        ds = tf.data.Dataset.range(start, start + count).map(example, num_parallel_calls=AUTOTUNE)
-        return Split(ds, count)
-
-    return Source(
-        train=split(0, samples - n_val),
-        validation=split(samples - n_val, n_val) if n_val else None,
-        test=None,
-        class_names=["background", *(f"class_{i}" for i in range(1, classes))],
-        raw_shape=(height, width, channels),
-        scale=_scale(data, 1.0),
-        name=f"synthetic masks ({samples} examples, {classes} classes per pixel)",
-    )
 
 
 def _decode(image_size):
@@ -463,7 +372,7 @@ def _folder(data: dict, fraction: float, seed: int, root: Path, image_size) -> S
         test=None,
         class_names=classes,
         raw_shape=(None, None, 3),
-        scale=_scale(data, 1.0 / 255.0),
+        scale=scale_of(data, 1.0 / 255.0),
         name=f"folder ({root}, {len(classes)} classes"
         + (
             f", {len(SKIPPED[str(root)])} unreadable images skipped)"
@@ -540,7 +449,7 @@ def _tfds(data: dict, fraction: float, seed: int, image_size) -> Source:
         test=split(test_name, n_test),
         class_names=[str(n) for n in names],
         raw_shape=raw,
-        scale=_scale(data, 1.0 / 255.0),
+        scale=scale_of(data, 1.0 / 255.0),
         name=f"tfds ({name})",
     )
 
