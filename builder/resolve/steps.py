@@ -354,7 +354,7 @@ class StepsPart:
                 if problem:
                     self.error(at, f"`{key}` {problem}. Received: {key}={shorten(value)}")
             settings[key] = value
-        hook = entry.extra.get("resolve")
+        hook = entry.resolve or entry.extra.get("resolve")
         nest = Nest(self, given, settings, path, scope, env, name, hp)
         children = hook(nest) if hook else []
         if children is None:
