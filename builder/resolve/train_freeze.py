@@ -108,6 +108,10 @@ def check_freeze_and_stages(train: dict, names: list[str]) -> list[tuple[str, st
                     f"Received: train.{key}={shorten(train[key])}",
                 )
             )
+    if train.get("distribute") == "multi_worker":
+        problems.append(
+            ("stages", "`stages` run with `distribute: none` or `mirrored`, not `multi_worker`")
+        )
     if not isinstance(stages, list) or not stages:
         return [
             *problems,
