@@ -533,7 +533,7 @@ def load_spec_weights(
     Raises:
         WeightsError: a file is missing, unreadable, or `strict` and it did not all load.
     """
-    from blockspec.builder.resolve.train_freeze import chosen_steps, layers_of, walk
+    from blockspec.builder.resolve.train_freeze import layers_of, walk
 
     reports = []
     names = [layer.name for layer in _flat_layers(model)]
@@ -542,7 +542,7 @@ def load_spec_weights(
             report = load_weights(model, source.path, strict=source.strict)
         else:
             step = next(s for s in walk(resolved.network) if s.name == source.step)
-            chosen = chosen_steps(step.children, ["*"])
+            chosen = {s.name for s in walk([step])}
             only = layers_of(names, resolved.network, chosen)
             report = load_weights(model, source.path, source.strict, match="name", only=only)
         report.step = source.step
