@@ -13,7 +13,7 @@ import pytest
 from blockspec import build_model, cli
 from blockspec.builder import SpecError, resolve_spec
 
-VARS = {"conv2": 1, "conv3": 1}
+SMALL = {f"vars.conv{i}": 1 for i in (2, 3, 4, 5)}  # one unit a stage: quick to build
 HEAD = """\
 spec: 1
 name: tiny_bb
@@ -43,11 +43,9 @@ def refused(path) -> str:
 
 @pytest.fixture(scope="module")
 def resnet_weights(tmp_path_factory):
-    """resnet18 (2 units a stage less, 32x32) with random weights, saved as .weights.h5."""
+    """resnet18 (one unit a stage, 32x32) with random weights, saved as .weights.h5."""
     folder = tmp_path_factory.mktemp("r18")
-    model = build_model(
-        "resnet18", overrides={"vars.conv2": 1, "vars.conv3": 1, "input": [32, 32, 3]}
-    )
+    model = build_model("resnet18", overrides={**SMALL, "input": [32, 32, 3]})
     rng = np.random.default_rng(0)
     for w in model.weights:
         w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
@@ -111,7 +109,7 @@ def test_weights_key_is_checked_by_validate(tmp_path):
 # ----------------------------------------------------------------------------- build
 def test_backbone_builds_with_the_backbone_own_layer_names(tmp_path):
     model = build_model(str(spec_file(tmp_path)))
-    other = build_model("resnet18", overrides={f"vars.{k}": v for k, v in VARS.items()})
+    other = build_model("resnet18", overrides={**SMALL, "input": [32, 32, 3]})
     ours = [layer.name for layer in model.layers]
     theirs = [layer.name for layer in other.layers]
     until = theirs.index("conv3_out") + 1
