@@ -503,11 +503,15 @@ def weights_sources(
     from blockspec.builder.resolve.train_freeze import walk
 
     strict = resolved.weights_strict if strict is None else bool(strict)
-    out = [
-        WeightsSource(weights_file(step.args["weights"]), strict, step.name)
-        for step in walk(resolved.network)
-        if step.type == "backbone" and step.args.get("weights")
-    ]
+    out = []
+    for step in walk(resolved.network):
+        if step.type == "backbone" and step.args.get("weights"):
+            try:
+                out.append(WeightsSource(weights_file(step.args["weights"]), strict, step.name))
+            except WeightsError as e:  # told where the step is written
+                from blockspec.builder.errors import Problem, SpecError
+
+                raise SpecError(Problem(str(e), f"{step.path}.weights", step.mark)) from e
     whole = override if override is not None else resolved.weights
     if whole is not None:
         out.append(WeightsSource(weights_file(whole, resolved.name), strict))

@@ -77,7 +77,7 @@ def test_validate_resolves_a_backbone_without_tensorflow(tmp_path):
         ("{spec: resnet18, until: cnv3}", "did you mean `conv3_2`"),
         ("{spec: resnet18, vars: {convv2: 1}}", "the backbone spec has no var `convv2`"),
         ("{spec: resnet18, vars: {conv2: -1}}", "backbone spec `resnet18` is refused"),
-        ("{spec: resnet18, weights: nothere.h5}", "no such weights file"),
+        ("{spec: resnet18, weights: nothere.txt}", "names a .keras, .weights.h5 or legacy"),
         ("{until: conv3}", "`backbone` needs `spec`"),
         ("{spec: resnet18, trainable: maybe}", "trainable"),
         ("{spec: resnet18, util: conv3}", "util"),
@@ -99,11 +99,24 @@ def test_a_backbone_step_name_taken_here_is_refused(tmp_path):
     assert "conv3" in refused(path)
 
 
-def test_weights_key_is_checked_by_validate(tmp_path):
-    path = spec_file(tmp_path, extra="weights: missing.weights.h5\nweights_strict: 1\n")
+def test_weights_keys_are_checked_by_validate_which_reads_no_file(tmp_path):
+    path = spec_file(tmp_path, extra="weights: start.txt\nweights_strict: 1\n")
     text = refused(path)
-    assert "tiny_bb.yaml:11:1  weights: no such weights file" in text
+    assert "tiny_bb.yaml:11:1  weights: `weights` names a .keras, .weights.h5" in text
     assert "weights_strict: `weights_strict` must be true or false" in text
+    path = spec_file(tmp_path, extra="weights: later.weights.h5\n")
+    assert resolve_spec(str(path)).weights == str(tmp_path.resolve() / "later.weights.h5")
+
+
+def test_a_missing_weights_file_is_refused_at_build(tmp_path, capsys):
+    backbone = BACKBONE.replace("}}", "}, weights: nothere.weights.h5}")
+    code = cli.main(["build", str(spec_file(tmp_path, backbone))])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "tiny_bb.yaml:5:" in err and "network[0].backbone.weights" in err
+    assert "nothere.weights.h5: no such weights file" in err
+    code = cli.main(["build", str(spec_file(tmp_path, extra="weights: gone.weights.h5\n"))])
+    assert code == 2 and "gone.weights.h5: no such weights file" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- build
