@@ -78,7 +78,7 @@ def test_validate_resolves_a_backbone_without_tensorflow(tmp_path):
         ("{spec: resnet18, vars: {convv2: 1}}", "the backbone spec has no var `convv2`"),
         ("{spec: resnet18, vars: {conv2: -1}}", "backbone spec `resnet18` is refused"),
         ("{spec: resnet18, weights: nothere.txt}", "names a .keras, .weights.h5 or legacy"),
-        ("{until: conv3}", "`backbone` needs `spec`"),
+        ("{until: conv3}", "missing required argument `spec` for `backbone`"),
         ("{spec: resnet18, trainable: maybe}", "trainable"),
         ("{spec: resnet18, util: conv3}", "util"),
     ],

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from blockspec.builder.errors import SpecError, did_you_mean, shorten
-from blockspec.builder.registry import Param, ShapeError, register
+from blockspec.builder.registry import REQUIRED, Param, ShapeError, register
 
 WEIGHTS_SUFFIXES = (".keras", ".h5")
 IMAGENET_VALUES = ("imagenet", "imagenet_notop")
@@ -88,22 +88,20 @@ def resolve_backbone(nest) -> list | None:
     """The `backbone` step's one child chain: the other spec's steps up to `until`."""
     resolver, path, settings = nest.resolver, nest.path, nest.settings
     ref = settings.get("spec")
-    if not isinstance(ref, str) or not ref:
-        nest.error(
-            nest.at("spec") if "spec" in nest.given else path,
-            f"`backbone` needs `spec`: a zoo name or a spec file. Received: spec={shorten(ref)}",
-        )
+    if "spec" not in nest.given:
+        nest.error(path, "missing required argument `spec` for `backbone` (a zoo name or a file)")
         return None
+    until = settings.get("until")
+    if not isinstance(settings.get("trainable"), bool) or not isinstance(until, (str, type(None))):
+        return None  # refused with the other arguments
+    if not isinstance(ref, str) or not ref:
+        if isinstance(ref, str):
+            nest.error(nest.at("spec"), "`spec` names a zoo spec or a spec file. Received: ''")
+        return None  # else its type was refused with the other arguments
     if settings.get("weights") is not None:
         settings["weights"] = weights_path(resolver, settings["weights"], nest.at("weights"))
         if settings["weights"] is None:
             return None
-    if not isinstance(settings.get("trainable"), bool):
-        nest.error(
-            nest.at("trainable"),
-            f"`trainable` must be true or false. Received: trainable={settings.get('trainable')!r}",
-        )
-        return None
     other = _load_other(nest, ref)
     if other is None:
         return None
@@ -264,7 +262,7 @@ register(
     kind="combinator",
     build=build_backbone,
     params=[
-        Param("spec", Any, None),
+        Param("spec", str, REQUIRED),
         Param("until", str | None, None),
         Param("vars", dict, None),
         Param("weights", str | None, None),

@@ -348,6 +348,8 @@ class StepsPart:
                     if given[key] is INVALID:
                         return None
                 continue
+            if key not in given and param.required:
+                continue  # the type's resolve hook says it is missing
             value = self.value(given.get(key, param.default), at, env, f"{hp}/{key}")
             if value is not INVALID:
                 problem = registry.check_value(key, value, param.annotation)
