@@ -118,9 +118,41 @@ def resolve_backbone(nest) -> list | None:
             return None
         nest.scope.names[step.name] = step.name
     settings["spec"] = ref
-    settings["input_name"] = other.inputs[0].name
-    settings["input_shape"] = list(other.inputs[0].shape)
-    return [steps]
+    return [steps] if _input_fits(nest, ref, other.inputs[0].shape) else None
+
+
+def _input_fits(nest, ref: str, want: tuple) -> bool:
+    """A top-level backbone that reads an input: that input's rank and channels are the other
+    spec's (heights and widths may differ). Elsewhere the build checks the tensor it reads."""
+    resolver, path = nest.resolver, nest.path
+    if len(path) != 3 or path[0] != "network":
+        return True
+    raw = resolver.raw_at(path[:2])
+    source = raw.get("from") if isinstance(raw, dict) else None
+    data = resolver.data
+    if "inputs" in data and isinstance(data["inputs"], dict):
+        shapes = {
+            k: v.get("shape") if isinstance(v, dict) else v for k, v in data["inputs"].items()
+        }
+        where = {k: ("inputs", k) for k in shapes}
+    else:
+        shapes, where = {"input": data.get("input")}, {"input": ("input",)}
+    name = next(iter(shapes), None) if source is None and path[1] == 0 else source
+    if not isinstance(name, str) or name not in shapes:
+        return True
+    got = resolver.shape(shapes[name], where[name] if name == "input" else (*where[name], "shape"))
+    if got is None or _fits(want, got):
+        return True
+    nest.error(
+        path,
+        f"backbone `{ref}` takes inputs shaped {list(want)} (heights and widths may differ; "
+        f"rank and channels may not). Received: {name} {list(got)}",
+    )
+    return False
+
+
+def _fits(want, got) -> bool:
+    return len(want) == len(got) and (want[-1] is None or got[-1] in (None, want[-1]))
 
 
 def _load_other(nest, ref: str):
@@ -148,6 +180,7 @@ def _load_other(nest, ref: str):
     if given_vars is None:
         return None
     if given_vars:
+        nest.settings["vars"] = given_vars  # as evaluated here: `render` shows them
         doc = apply_overrides(doc, {f"vars.{k}": v for k, v in given_vars.items()})
     child = Resolver(doc, DefaultChooser(), resolver.limits)
     child.backbone_chain = (*chain, file.resolve())
@@ -233,23 +266,19 @@ def build_backbone(ctx, step, x):
 
     if isinstance(x, (list, tuple)):
         raise ShapeError("`backbone` reads one tensor: give one step in `from`")
-    want, got = step.args["input_shape"], list(x.shape[1:])
-    if len(want) != len(got) or (want[-1] is not None and want[-1] != got[-1]):
-        raise ShapeError(
-            f"backbone `{step.args['spec']}` takes inputs shaped {want} (heights and widths "
-            f"may differ; rank and channels may not). Received: {got}"
-        )
-    name = step.args["input_name"]
+    first = step.children[0][0].sources if step.children[0] else None
+    name = first[0] if first else None  # the other spec's input: it reads `x` here
     missing = object()
     saved = ctx.tensors.get(name, missing)
     before = {id(t) for t in ctx.tensors.values()} | {id(x)}
-    ctx.tensors[name] = x
+    if name is not None:
+        ctx.tensors[name] = x
     try:
         out = ctx.build_steps(step.children[0], x)
     finally:
-        if saved is missing:
+        if name is not None and saved is missing:
             ctx.tensors.pop(name, None)
-        else:
+        elif name is not None:
             ctx.tensors[name] = saved
     if not step.args["trainable"]:
         for layer in _layers_between(out, before):
