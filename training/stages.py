@@ -111,6 +111,8 @@ class Stager:
     def line(self, index: int, frozen: int) -> str:
         stage = self.stages[index]
         total = len(leaf_layers(self.setup.model))
+        if not self.staged:
+            return f"Freezing {', '.join(stage.freeze)} ({frozen} of {total} layers frozen)"
         what = f"freezing {', '.join(stage.freeze)}" if stage.freeze else "training every step"
         rate = stage.optimizer.args.get("learning_rate")
         optimizer = stage.optimizer.name + (f" (learning rate {rate:g})" if rate else "")
@@ -133,8 +135,9 @@ class Stager:
                 continue
             if index != self.current:
                 self.enter(index)
-            elif self.staged:
-                print(self.line(index, sum(not x.trainable for x in leaf_layers(self.setup.model))))
+            elif self.staged or stage.freeze:
+                frozen = sum(not layer.trainable for layer in leaf_layers(self.setup.model))
+                print(self.line(index, frozen), flush=True)
             fit_epochs(max(initial_epoch, stage.first_epoch), stage.end)
             if self.setup.model.stop_training:
                 return
