@@ -10,8 +10,6 @@ package's modules and data (setup.cfg maps the repository root to `blockspec`).
 
 __version__ = "0.2.0"
 
-from pathlib import Path  # noqa: E402
-
 from blockspec import blocks  # noqa: E402, F401  (registers the built-in step types)
 from blockspec.builder import (  # noqa: E402
     Limits,
@@ -32,7 +30,7 @@ def build_model(
     compile: bool = False,
     steps_per_epoch: int | None = None,
     weights=None,
-    weights_strict: bool = False,
+    weights_strict: bool | None = None,
 ):
     """Builds a `keras.Model` from a spec (a zoo name, a path, a mapping or a `ResolvedSpec`).
 
@@ -45,8 +43,10 @@ def build_model(
         steps_per_epoch: batches per epoch; needed with `compile=True` when `train.schedule` is set.
         weights: start from these weights (a `.keras`, `.weights.h5` or legacy `.h5` file, or
             `imagenet` for a zoo spec): by layer name and shape, then by structure; the report
-            line is printed.
-        weights_strict: refuse weights that do not all load.
+            line is printed. It replaces the spec's `weights:` key; a `backbone` step's own
+            `weights` load into its layers either way.
+        weights_strict: refuse weights that do not all load (None: the spec's
+            `weights_strict`).
 
     Example:
         >>> ready = build_model("googlenet", compile=True)  # doctest: +SKIP
@@ -56,15 +56,9 @@ def build_model(
 
     resolved = resolve_spec(spec, overrides)
     model = compile_spec(resolved, inference=inference).model
-    if weights is not None:
-        from blockspec.builder.weights import load_weights, weights_file
+    from blockspec.builder.weights import load_spec_weights
 
-        base = (
-            Path(resolved.file).parent if resolved.file and Path(resolved.file).is_file() else None
-        )
-        print(
-            load_weights(model, weights_file(weights, resolved.name, base), weights_strict).line()
-        )
+    load_spec_weights(model, resolved, weights, weights_strict)
     if compile:
         from blockspec.training.optim import compile_for_spec
 

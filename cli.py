@@ -240,12 +240,9 @@ def _weights_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_weights(model, resolved, args) -> None:
-    if not args.weights:
-        return
-    from blockspec.builder.weights import load_weights, weights_file
+    from blockspec.builder.weights import load_spec_weights
 
-    path = weights_file(args.weights, resolved.name)
-    print(load_weights(model, path, strict=args.weights_strict).line())
+    load_spec_weights(model, resolved, args.weights, True if args.weights_strict else None)
 
 
 def _shapes_checked(resolved, args):
@@ -419,7 +416,7 @@ def cmd_train(args) -> int:
         limits_of(args),
         overwrite=args.overwrite,
         weights=args.weights,
-        weights_strict=args.weights_strict,
+        weights_strict=True if args.weights_strict else None,
     )
 
 

@@ -97,6 +97,9 @@ class ResolvedSpec:
         train_config: `train`, typed and with its defaults (`builder.resolve.train.TrainConfig`).
         tune_config: `tune`, typed and with its defaults (`builder.resolve.tune.TuneConfig`).
         warnings: what is valid but likely unintended (`validate` prints them).
+        weights: (1.1) the `weights:` file the model starts from (a path, made absolute from
+            the folder of the file that wrote it, or `imagenet`/`imagenet_notop`); None.
+        weights_strict: (1.1) refuse weights that do not all load.
     """
 
     name: str
@@ -114,6 +117,8 @@ class ResolvedSpec:
     train_config: Any = None
     tune_config: Any = None
     warnings: tuple[Problem, ...] = ()
+    weights: str | None = None
+    weights_strict: bool = False
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:

@@ -29,7 +29,10 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
 
 IMAGENET_TABLE = Path(__file__).with_name("imagenet_weights.json")
 IMAGENET = "imagenet"  # `weights: imagenet` (with the classifier), `imagenet_notop` (without)
@@ -63,6 +66,7 @@ class WeightsReport:
         skipped: model layers that kept their initial weights.
         unused: layers of the file that went nowhere.
         seconds: how long the load took.
+        step: the backbone step whose layers it loaded (None: the whole model).
         pairs: model layer -> file layer, for every layer that loaded.
     """
 
@@ -74,11 +78,14 @@ class WeightsReport:
     skipped: list[Skipped] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    step: str | None = None
     pairs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def line(self, show: int = 3) -> str:
         """One line: `loaded 318 of 320 tensors; skipped predictions: kernel (2048, 10) vs ...`."""
         text = f"loaded {self.loaded} of {self.total} tensors from {Path(self.path).name}"
+        if self.step is not None:
+            text = f"backbone `{self.step}`: {text}"
         if self.by_order:
             text += f" ({self.by_order} matched by structure where names differ)"
         if self.skipped:
@@ -116,7 +123,13 @@ class _Entry:
         return tuple(tuple(int(d) for d in t.shape) for t in self.tensors)
 
 
-def load_weights(model: Any, path: str | Path, strict: bool = False, match: str = "auto"):
+def load_weights(
+    model: Any,
+    path: str | Path,
+    strict: bool = False,
+    match: str = "auto",
+    only: Collection[str] | None = None,
+):
     """Load a weights file into `model` by layer name and shape, then by structure.
 
     Args:
@@ -124,6 +137,7 @@ def load_weights(model: Any, path: str | Path, strict: bool = False, match: str 
         path: a `.keras` model, a Keras 3 `.weights.h5`, or a legacy Keras `.h5` weights file.
         strict: refuse (raise `WeightsError`, model unchanged) unless every tensor loads.
         match: `auto` (names, then structure for the layers left), `name` (names only).
+        only: the names of the layers to load (a backbone's); None: every layer.
 
     Returns:
         A `WeightsReport`; `report.line()` is the one line to print.
@@ -141,6 +155,8 @@ def load_weights(model: Any, path: str | Path, strict: bool = False, match: str 
     path = Path(path)
     digest = file_sha256(path)
     targets = _model_entries(model)
+    if only is not None:
+        targets = [t for t in targets if t.name in set(only)]
     try:
         with _open_weights(path) as (group, legacy):
             sources = _legacy_entries(group) if legacy else _keras3_entries(group)
@@ -424,22 +440,23 @@ def weights_file(value: str | Path, spec_name: str | None = None, base_dir=None)
 
 def build_with_weights(
     spec: Any,
-    weights: str | Path,
+    weights: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     inference: bool = False,
-    strict: bool = False,
+    strict: bool | None = None,
 ):
-    """Build a spec and load weights into it: `build_model(spec, weights=PATH)`.
+    """Build a spec and load the weights it asks for, or `weights`: `build_model(spec, weights=)`.
 
     Args:
         spec: a zoo name, a path, a mapping or a `ResolvedSpec`.
-        weights: a weights file, or `imagenet` / `imagenet_notop` for a zoo spec.
+        weights: a weights file, or `imagenet` / `imagenet_notop` for a zoo spec; it replaces
+            the spec's `weights:` key. None: the key's file, if any.
         overrides: dotted keys, as `--set`.
         inference: drop train-only outputs.
-        strict: refuse any tensor that does not load.
+        strict: refuse any tensor that does not load (None: the spec's `weights_strict`).
 
     Returns:
-        `(model, report)`.
+        `(model, report)`: the report of the whole-model file (None when there is none).
 
     Example:
         >>> model, report = build_with_weights("resnet50", "imagenet")  # doctest: +SKIP
@@ -449,9 +466,120 @@ def build_with_weights(
 
     resolved = resolve_spec(spec, overrides)
     model = compile_spec(resolved, inference=inference).model
-    base = Path(resolved.file).parent if resolved.file and Path(resolved.file).is_file() else None
-    path = weights_file(weights, resolved.name, base)
-    return model, load_weights(model, path, strict=strict)
+    reports = load_spec_weights(model, resolved, weights, strict, echo=None)
+    return model, next((r for r in reports if r.step is None), None)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One weights file a model starts from.
+
+    Attributes:
+        path: the file.
+        strict: refuse a partial load.
+        step: None for the whole model (`weights:`, `--weights`); a backbone step's name for
+            that step's own `weights` (loaded into its layers only, by name).
+    """
+
+    path: Path
+    strict: bool
+    step: str | None = None
+
+
+def weights_sources(
+    resolved: Any, override: str | Path | None = None, strict: bool | None = None
+) -> list[WeightsSource]:
+    """What a resolved spec starts from, in load order: each backbone's `weights`, then the
+    whole-model file (`override`, i.e. `--weights`, else the spec's `weights:`).
+
+    Args:
+        resolved: a `ResolvedSpec` (its `weights` path already made absolute by the resolver).
+        override: a file (relative to the working folder) that replaces the spec's `weights:`.
+        strict: refuse partial loads (None: the spec's `weights_strict`).
+
+    Raises:
+        WeightsError: a file is missing (or, for `imagenet`, cannot be had).
+    """
+    from blockspec.builder.resolve.train_freeze import walk
+
+    strict = resolved.weights_strict if strict is None else bool(strict)
+    out = []
+    for step in walk(resolved.network):
+        if step.type == "backbone" and step.args.get("weights"):
+            try:
+                out.append(WeightsSource(weights_file(step.args["weights"]), strict, step.name))
+            except WeightsError as e:  # told where the step is written
+                from blockspec.builder.errors import Problem, SpecError
+
+                raise SpecError(Problem(str(e), f"{step.path}.weights", step.mark)) from e
+    whole = override if override is not None else resolved.weights
+    if whole is not None:
+        out.append(WeightsSource(weights_file(whole, resolved.name), strict))
+    return out
+
+
+def load_spec_weights(
+    model: Any,
+    resolved: Any,
+    override: str | Path | None = None,
+    strict: bool | None = None,
+    echo: Callable[[str], Any] | None = print,
+) -> list[WeightsReport]:
+    """Load every weights file the spec asks for (`weights_sources`) into its built model.
+
+    The one place that does it: `build_model`, `blockspec build` and `blockspec train` call it.
+    A backbone's file loads into that step's layers by name; the whole-model file by name, then
+    by structure. Each report's line goes to `echo` (None: silent).
+
+    Returns:
+        The reports, in load order; `report.step` names the backbone step (None: whole model).
+
+    Raises:
+        WeightsError: a file is missing, unreadable, or `strict` and it did not all load.
+    """
+    from blockspec.builder.resolve.train_freeze import layers_of, walk
+
+    reports = []
+    names = [layer.name for layer in _flat_layers(model)]
+    for source in weights_sources(resolved, override, strict):
+        if source.step is None:
+            report = load_weights(model, source.path, strict=source.strict)
+        else:
+            step = next(s for s in walk(resolved.network) if s.name == source.step)
+            chosen = {s.name for s in walk([step])}
+            only = layers_of(names, resolved.network, chosen)
+            report = load_weights(model, source.path, source.strict, match="name", only=only)
+        report.step = source.step
+        reports.append(report)
+        if echo is not None:
+            echo(report.line())
+    return reports
+
+
+def weights_record(sources: list[WeightsSource]) -> dict[str, Any] | None:
+    """`weights.json` of a run folder: the whole-model file (path, sha256, strict) and each
+    backbone's; None when the run starts from no file."""
+    if not sources:
+        return None
+    entries = [
+        {"path": str(s.path.resolve()), "sha256": file_sha256(s.path), "strict": s.strict}
+        for s in sources
+    ]
+    whole = [e for e, s in zip(entries, sources, strict=True) if s.step is None]
+    record: dict[str, Any] = dict(whole[0]) if whole else {}
+    backbones = {s.step: e for e, s in zip(entries, sources, strict=True) if s.step is not None}
+    if backbones:
+        record["backbones"] = backbones
+    return record
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    import keras
+
+    out = []
+    for layer in model.layers:
+        out += _flat_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return out
 
 
 def _class_key(class_name: str | None) -> str | None:

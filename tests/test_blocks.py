@@ -28,6 +28,7 @@ INPUTS = {
     "dense": [6],
     "layer_norm": [6],
     "dropout": [6],
+    "backbone": [12, 12, 3],
 }
 # Arguments where generated ones would not make sense.
 ARGS = {
@@ -54,6 +55,7 @@ ARGS = {
     "rescaling": {"scale": 0.5},
     "conv": {"filters": 4, "kernel": 3, "factorize": "stack3"},
     "Conv2DTranspose": {"filters": 4, "kernel_size": 3, "strides": 2},
+    "backbone": {"spec": "resnet18", "until": "pool1"},
 }
 MULTI = (
     "add",

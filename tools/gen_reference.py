@@ -103,6 +103,11 @@ TRAIN_DOC = {
     "deterministic": "augment on one thread, so two runs see the same images (slower)",
     "evaluate": "`{tta: [...]}`: the test-time augmentation views of `blockspec evaluate` "
     "(`flip`, `crops`); none by default",
+    "freeze": "(1.1) step-name patterns (shell patterns, `conv[1-3]*`) whose layers do not "
+    "train; a step's nested steps freeze with it; frozen batch norms run in inference mode",
+    "stages": "(1.1) phases in one run, each `{epochs, freeze, optimizer}` (optimizer default: "
+    "`optimizer`); epochs count on across stages; with stages, `epochs` and `freeze` go in "
+    "each stage; `--resume` continues inside the right stage",
 }
 DATA_DOC = {
     "source": "the data source (below)",

@@ -48,7 +48,7 @@ def train_command(
     limits: Limits | None = None,
     overwrite: bool = False,
     weights: str | None = None,
-    weights_strict: bool = False,
+    weights_strict: bool | None = None,
 ) -> int:
     """`blockspec train SPEC [--set ...] [--out DIR] [--resume | --overwrite] [--limit ...]`.
 
@@ -59,9 +59,9 @@ def train_command(
         resume: continue from the folder's last completed epoch.
         limits: bounds on untrusted input, as `--limit` sets them (default: the defaults).
         overwrite: replace the folder's earlier run (only the files blockspec wrote there).
-        weights: start from this weights file (`--weights`); its path and sha256 go to
-            `weights.json` in the run folder.
-        weights_strict: refuse weights that do not all load.
+        weights: start from this weights file (`--weights`, replacing the spec's `weights:`);
+            the path and sha256 of every file the run starts from go to `weights.json`.
+        weights_strict: refuse weights that do not all load (None: the spec's).
 
     Returns:
         0 when every epoch ran (or early stopping ended the run), 1 when the loss became NaN,
@@ -190,20 +190,20 @@ def evaluate_command(run_dir: str, tta: list[str] | None) -> int:
     return 0
 
 
-def _weights_build(resolved, weights: str | None, strict: bool, console: Console):
-    """The trainer's `build` and `records` for `--weights`: (None, None) without it."""
-    if not weights:
-        return None, None
-    from blockspec.builder.weights import file_sha256, load_weights, weights_file
-    from blockspec.training.trainer import default_build
+def _weights_build(resolved, weights: str | None, strict: bool | None, console: Console):
+    """The trainer's `build` and `records`: the spec's weights (`weights:`, backbones') or
+    `--weights` loaded once the model is built, their files recorded; (None, None) without."""
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.weights import load_spec_weights, weights_record, weights_sources
 
-    path = weights_file(weights, resolved.name)
-    record = {"path": str(path.resolve()), "sha256": file_sha256(path), "strict": strict}
+    record = weights_record(weights_sources(resolved, weights, strict))
+    if record is None:
+        return None, None
 
     def build(spec):
-        model = default_build(spec)
-        report = load_weights(model, path, strict=strict)
-        console.print(escape(report.line()), highlight=False, soft_wrap=True)
+        model = compile_spec(spec).model
+        for report in load_spec_weights(model, spec, weights, strict, echo=None):
+            console.print(escape(report.line()), highlight=False, soft_wrap=True)
         return model
 
     return build, {"weights.json": record}

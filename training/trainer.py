@@ -31,8 +31,9 @@ from blockspec.training.distributed import custom_fit, make_strategy
 from blockspec.training.errors import RunFolderError, TrainingError
 from blockspec.training.export import inference_model
 from blockspec.training.geometry import check_contract, checked_train, image_geometry, train_path
-from blockspec.training.optim import make_optimizer, objectives, output_width, plateau_callback
+from blockspec.training.optim import objectives, output_width, plateau_callback
 from blockspec.training.run_folder import RunFolder
+from blockspec.training.stages import Stager
 
 RUN_FILE = "run.json"
 ARTIFACTS = ("run", "trial")
@@ -212,6 +213,7 @@ class _Setup:
     objectives: Any
     jit: Any
     chief: bool = True
+    stager: Any = None  # `training.stages.Stager`: freezing and the optimizer, stage by stage
 
 
 def _prepare(resolved, cfg, strategy, build, base_dir) -> _Setup:
@@ -283,11 +285,8 @@ def _prepare(resolved, cfg, strategy, build, base_dir) -> _Setup:
         # XLA cannot read a replica's variables across logical CPU devices (TF's known issue).
         print("jit_compile is off: XLA does not run replicas on several logical CPU devices.")
         jit = False
-    with strategy.scope():
-        try:
-            optimizer = make_optimizer(cfg, pipes.steps_per_epoch)
-        except ValueError as e:
-            raise SpecError(Problem(str(e), path="train.optimizer")) from e
+
+    def compile_model(optimizer):
         model.compile(
             optimizer=optimizer,
             loss=obj.loss,
@@ -295,7 +294,8 @@ def _prepare(resolved, cfg, strategy, build, base_dir) -> _Setup:
             metrics=obj.metrics,
             jit_compile=jit,
         )
-    return _Setup(
+
+    setup = _Setup(
         resolved=resolved,
         cfg=cfg,
         strategy=strategy,
@@ -311,6 +311,9 @@ def _prepare(resolved, cfg, strategy, build, base_dir) -> _Setup:
         objectives=obj,
         jit=jit,
     )
+    setup.stager = Stager(setup, compile_model)  # `train.freeze` or the first of `train.stages`
+    setup.stager.enter(0, quiet=True)
+    return setup
 
 
 def _load_weights(model: keras.Model, path: str | Path) -> None:
@@ -335,8 +338,10 @@ def _restore(setup: _Setup, folder: RunFolder, initial_epoch: int, initial_weigh
                 f"{folder.path / 'checkpoint' / 'state.json'} says {state['epoch']} epochs are "
                 f"done, but the run has {epochs}; it is damaged. Start afresh with --overwrite."
             )
+        setup.stager.resume_at(int(state["epoch"]))  # compiled as the stage that wrote it
         with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
             _load_weights(model, state["weights_path"])
         if state["epoch"] == epochs:
             print(f"{folder.path} has completed all {epochs} epochs: nothing left to train.")
@@ -435,14 +440,18 @@ def _run_epochs(setup: _Setup, callback_list, initial_epoch, verbose, trial) -> 
             jit_compile=setup.jit is True,
         )
     else:
-        model.fit(
-            **pipes.fit_arguments(int(cfg["epochs"]) - initial_epoch, autotune=not trial),
-            epochs=int(cfg["epochs"]),
-            initial_epoch=initial_epoch,
-            callbacks=callback_list,
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles
-        )
+
+        def fit_epochs(first: int, end: int) -> None:
+            model.fit(
+                **pipes.fit_arguments(end - first, autotune=not trial),
+                epochs=end,
+                initial_epoch=first,
+                callbacks=callback_list,
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
+
+        setup.stager.fit(initial_epoch, fit_epochs)  # one fit per stage of `train.stages`
 
 
 def _finish(setup, folder, info, recorder, stopper, trial) -> RunResult:

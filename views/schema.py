@@ -378,6 +378,16 @@ def _train_schema() -> dict[str, Any]:
             "additionalProperties": False,
         },
     }
+    known["freeze"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "(1.1) step-name patterns (shell patterns) whose layers do not train",
+    }
+    known["stages"] = {
+        "type": "array",
+        "description": "(1.1) phases in one run, each {epochs, freeze, optimizer}",
+        "items": {"type": "object", "propertyNames": {"enum": ["epochs", "freeze", "optimizer"]}},
+    }
     properties = {key: known.get(key, {}) for key in config.TRAIN_DEFAULTS}
     return {
         "description": "how `blockspec train` fits the model",
@@ -436,6 +446,15 @@ def json_schema() -> dict[str, Any]:
         "outputs": _outputs_schema(),
         "train": _train_schema(),
         "tune": _tune_schema(),
+        "weights": {
+            "type": "string",
+            "description": "(1.1) start from this weights file (.keras, .weights.h5, legacy .h5; "
+            "relative to the spec's folder) or `imagenet`: by layer name and shape",
+        },
+        "weights_strict": {
+            "type": "boolean",
+            "description": "(1.1) refuse weights that do not all load",
+        },
     }
     if list(properties) != list(TOP_KEYS):
         raise RuntimeError(f"views.schema describes top-level keys other than {TOP_KEYS}")

@@ -13,7 +13,7 @@ from blockspec.builder.spaces import is_space
 SPEC_VERSION = 1
 TOP_KEYS = (
     "spec", "name", "description", "extends", "imports", "vars", "input", "inputs",
-    "defaults", "blocks", "network", "outputs", "train", "tune",
+    "defaults", "blocks", "network", "outputs", "train", "tune", "weights", "weights_strict",
 )  # fmt: skip
 STEP_KEYS = ("name", "from", "repeat", "first", "last", "when", "trainable")
 OUTPUT_KEYS = ("from", "activation", "loss", "loss_weight", "metrics", "train_only")

@@ -24,6 +24,7 @@ from blockspec.builder.expr import (
 )
 from blockspec.builder.lazy import Deferred
 from blockspec.builder.load import Document, Limits, format_path
+from blockspec.builder.resolve.backbone import resolve_weights_keys
 from blockspec.builder.resolve.blocks import BlocksPart
 from blockspec.builder.resolve.common import (
     _DTYPES,
@@ -193,9 +194,12 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
                     "at least one step",
                 )
         outputs = self.resolve_outputs(data.get("outputs"), top, network_steps)
-        train, train_config = resolve_train(self, data.get("train"), inputs, outputs)
+        train, train_config = resolve_train(self, data.get("train"), inputs, outputs, network_steps)
         tune, tune_config = resolve_tune(self, data.get("tune"), outputs, train_config)
+        weights, weights_strict = resolve_weights_keys(self, data)
         return ResolvedSpec(
+            weights=weights,
+            weights_strict=weights_strict,
             name=name,
             description=description,
             inputs=inputs,

@@ -362,13 +362,15 @@ class StepsPart:
                     if given[key] is INVALID:
                         return None
                 continue
+            if key not in given and param.required:
+                continue  # the type's resolve hook says it is missing
             value = self.value(given.get(key, param.default), at, env, f"{hp}/{key}")
             if value is not INVALID and not contains_deferred(value):
                 problem = registry.check_value(key, value, param.annotation)
                 if problem:
                     self.error(at, f"`{key}` {problem}. Received: {key}={shorten(value)}")
             settings[key] = value
-        hook = entry.extra.get("resolve")
+        hook = entry.resolve or entry.extra.get("resolve")
         nest = Nest(self, given, settings, path, scope, env, name, hp)
         children = hook(nest) if hook else []
         if children is None:

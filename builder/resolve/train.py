@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from blockspec.builder.resolve.common import contains_invalid
+from blockspec.builder.resolve.train_freeze import check_freeze_and_stages, step_names
 from blockspec.builder.resolve.train_keys import with_defaults
 from blockspec.builder.resolve.train_rules import check_train
-from blockspec.builder.spec import InputSpec, OutputSpec
+from blockspec.builder.spec import InputSpec, OutputSpec, Step
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,29 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class StageConfig:
+    """One of `train.stages`: its epochs, the step patterns it freezes, its optimizer.
+
+    Attributes:
+        epochs: how many epochs the stage trains.
+        first_epoch: the epochs before it (stages count epochs together: a stage of 3 epochs
+            after one of 2 trains epochs 3 to 5, 1-based).
+        freeze: step-name patterns whose layers do not train in it.
+        optimizer: its own optimizer (default: `train.optimizer`).
+    """
+
+    epochs: int
+    first_epoch: int
+    freeze: tuple[str, ...]
+    optimizer: NamedArgs
+
+    @property
+    def end(self) -> int:
+        """The epoch count after it: Keras' `epochs=` for its `fit`."""
+        return self.first_epoch + self.epochs
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The `train` section with every default applied. `as_dict()` gives `with_defaults`' form."""
 
@@ -78,6 +102,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     tta: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
+    stages: tuple[StageConfig, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -108,6 +134,8 @@ class TrainConfig:
             seed=full["seed"],
             deterministic=full["deterministic"],
             tta=tuple(full["evaluate"]["tta"] or ()),
+            freeze=tuple(full["freeze"]),
+            stages=_stages(full),
             raw=copy.deepcopy(train or {}),
         )
 
@@ -120,6 +148,18 @@ class TrainConfig:
         return {k: v for k, v in asdict(self.data).items() if v is not None}
 
 
+def _stages(full: dict[str, Any]) -> tuple[StageConfig, ...]:
+    out, first = [], 0
+    for stage in full["stages"]:
+        optimizer = stage.get("optimizer", full["optimizer"])
+        if isinstance(optimizer, str):
+            optimizer = {optimizer: {}}
+        epochs = int(stage["epochs"])
+        out.append(StageConfig(epochs, first, tuple(stage.get("freeze") or ()), _named(optimizer)))
+        first += epochs
+    return tuple(out)
+
+
 def _named(value: Any) -> NamedArgs:
     if isinstance(value, str):
         return NamedArgs(value, {})
@@ -128,9 +168,15 @@ def _named(value: Any) -> NamedArgs:
 
 
 def resolve_train(
-    resolver, raw: Any, inputs: list[InputSpec], outputs: list[OutputSpec]
+    resolver,
+    raw: Any,
+    inputs: list[InputSpec],
+    outputs: list[OutputSpec],
+    network: list[Step] | None = None,
 ) -> tuple[dict, TrainConfig | None]:
-    """The `train` mapping (values concrete) and its `TrainConfig`; None when refused."""
+    """The `train` mapping (values concrete) and its `TrainConfig`; None when refused.
+
+    `network` (the resolved steps) is what `freeze` patterns are matched against."""
     if raw is None:
         return {}, TrainConfig.from_section({})
     if not isinstance(raw, dict):
@@ -148,6 +194,7 @@ def resolve_train(
         and (found := resolver.screen_object(("train", key), train[key], names_only=True))
     ]
     problems = check_train(train)
+    problems += check_freeze_and_stages(train, step_names(network or []))
     for rel, message in problems:
         path = ("train", *_parts(rel))
         if not any(path[: len(refused)] == refused for refused in screened):  # said already

@@ -49,6 +49,10 @@ train:
   deterministic: false      # true: augment on one thread, so two runs of a spec see the same
                             # augmented images (the input pipeline is then slower)
   evaluate: {tta: []}       # test-time augmentation views for `blockspec evaluate`: flip, crops
+  freeze: []                # step-name patterns (shell patterns) whose layers do not train
+  stages: []                # phases in one run, each {epochs, freeze, optimizer}; with stages,
+                            # `epochs` and `freeze` go in each stage, and the run's epochs are
+                            # their sum
 ```
 """
 
@@ -179,6 +183,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "deterministic": False,
     "evaluate": {"tta": []},
+    "freeze": [],
+    "stages": [],
 }
 EARLY_STOPPING_DEFAULTS = {
     "monitor": "val_loss",
@@ -222,4 +228,8 @@ def with_defaults(train: dict[str, Any] | None) -> dict[str, Any]:
         out["early_stopping"] = None
     out["augment"] = list(out["augment"] or [])
     out["evaluate"] = {"tta": [], **(out["evaluate"] or {})}
+    out["freeze"] = list(out["freeze"] or [])
+    out["stages"] = [dict(stage) for stage in out["stages"] or []]
+    if out["stages"]:  # the run's epochs are the stages' together
+        out["epochs"] = sum(int(stage["epochs"]) for stage in out["stages"])
     return out
