@@ -22,7 +22,7 @@ class InputSpec:
     dtype: str = "float32"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
     """One resolved step.
 
@@ -75,7 +75,7 @@ class HyperParameter:
     parent: tuple[str, tuple[Any, ...]] | None = None  # (choice name, values) it is conditional on
 
 
-@dataclass
+@dataclass(frozen=True)
 class ResolvedSpec:
     """A spec ready to compile.
 

@@ -118,6 +118,26 @@ def test_train_and_tune_resolve_to_frozen_typed_configs():
     )
 
 
+@pytest.mark.parametrize(
+    "name, overrides",
+    [("googlenet", {"input": [64, 64, 3]}), ("unet", {"input": [32, 32, 3]}), ("digits_tune", {})],
+)
+def test_the_resolved_spec_is_frozen_and_compiling_never_edits_it(name, overrides):
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.shapes import check_shapes
+
+    resolved = resolve_spec(name, overrides)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.name = "other"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.network[0].args = {}
+    before = repr(resolved)
+    assert check_shapes(resolved) == []
+    compile_spec(resolved)
+    compile_spec(resolved, inference=True)
+    assert repr(resolved) == before
+
+
 def test_searchable_rules_live_in_the_compiler():
     train = TrainConfig.from_section({"distribute": "multi_worker"})
     problems = searchable_problems(TuneConfig(), train, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Any
 
@@ -62,7 +63,7 @@ class StepsPart:
             if not steps and isinstance(local, str) and local not in scope.absent:
                 scope.broken.add(local)
             if not out and first_sources and steps and steps[0].sources is None:
-                steps[0].sources = list(first_sources)
+                steps[0] = dataclasses.replace(steps[0], sources=list(first_sources))
             out += steps
         return out
 
@@ -137,12 +138,15 @@ class StepsPart:
             )  # fmt: skip
             if step is None:
                 return steps
-            step.sources = rep_sources
+            step = dataclasses.replace(
+                step,
+                sources=rep_sources,
+                trainable=trainable,
+                path=format_path((*path, type_name)),
+                mark=self.doc.mark((*path, type_name)),
+            )
             self.check_axis(step, in_shapes, (*path, type_name))
             self.flow = self.shapes[full] = self.output_of(step, entry, in_shapes)
-            step.trainable = trainable
-            step.path = format_path((*path, type_name))
-            step.mark = self.doc.mark((*path, type_name))
             steps.append(step)
             scope.names[name] = full
         if steps and not per_rep:
