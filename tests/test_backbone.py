@@ -215,3 +215,15 @@ def test_train_records_every_weights_file(tmp_path, resnet_weights):
     record = json.loads((out / "weights.json").read_text())
     assert record["backbones"]["backbone"]["path"] == str(weights.resolve())
     assert len(record["backbones"]["backbone"]["sha256"]) == 64
+
+
+def test_summary_gives_the_backbone_step_its_layers(tmp_path):
+    from blockspec.builder.compile import compile_spec
+    from blockspec.views.summary import stats
+
+    s = stats(compile_spec(resolve_spec(str(spec_file(tmp_path)))))
+    by_name = {step.name: step for step in s.steps}
+    backbone = by_name["backbone"]
+    assert backbone.params > 0 and backbone.conv_params > 0 and backbone.madds > 0
+    assert sum(step.params for step in s.steps) == s.params  # every layer has its step
+    assert "conv1_conv" in backbone.layers and "main_dense" in by_name["main"].layers

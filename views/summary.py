@@ -154,15 +154,29 @@ def depth(model) -> int:
     return max((layer_depth(t._keras_history[0]) for t in outputs), default=0)
 
 
+def _step_names(step) -> list[str]:
+    """A step's name and the names of every step nested in it."""
+    return [
+        step.name,
+        *(n for group in step.children for child in group for n in _step_names(child)),
+    ]
+
+
 def stats(built: Built) -> ModelStats:
     """Per-step and total numbers for a built model."""
     model, spec = built.model, built.spec
     top = [(s.name, s.type) for s in spec.network]
-    prefixes = sorted((name for name, _ in top), key=len, reverse=True)
+    # A layer belongs to the top-level step whose name, or a nested step's, starts its name:
+    # nested names start with their step's, except a `backbone`'s, which keep their own.
+    owners = sorted(
+        ((name, step.name) for step in spec.network for name in _step_names(step)),
+        key=lambda pair: len(pair[0]),
+        reverse=True,
+    )
     per_step = {name: StepStats(name, kind, (), 0, 0) for name, kind in top}
     for layer in model.layers:
         owner = next(
-            (p for p in prefixes if layer.name == p or layer.name.startswith(p + "_")), None
+            (o for p, o in owners if layer.name == p or layer.name.startswith(p + "_")), None
         )
         if owner is None:
             continue
