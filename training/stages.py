@@ -53,19 +53,37 @@ def stage_at(stages: tuple[StageConfig, ...], epoch: int) -> int:
     return len(stages) - 1
 
 
-def freeze(model: Any, resolved, patterns: tuple[str, ...], kept: set[int]) -> int:
+def freeze(
+    model: Any, resolved, patterns: tuple[str, ...], kept: set[int], earlier: tuple[str, ...] = ()
+) -> tuple[int, int]:
     """Sets each layer's `trainable`: frozen when its step matches a pattern or `kept` (ids of
-    the layers the spec froze) holds it; returns how many layers are frozen."""
+    the layers the spec froze) holds it. A batch norm of a step an earlier stage froze (`earlier`:
+    their patterns) stays frozen when this stage unfreezes its step, as Keras' fine-tuning guide
+    keeps them in inference mode: their moving statistics, loaded or learnt on more data, would
+    otherwise drift with the fine-tuning batches. Returns (layers frozen, batch norms kept so)."""
     layers = leaf_layers(model)
-    chosen = chosen_steps(resolved.network, patterns) if patterns else set()
-    names = set(layers_of([layer.name for layer in layers], resolved.network, chosen))
-    frozen = 0
+    names = _names(layers, resolved, patterns)
+    before = _names(layers, resolved, earlier)
+    frozen = kept_bn = 0
     for layer in layers:
         trainable = id(layer) not in kept and layer.name not in names
+        if trainable and layer.name in before and isinstance(layer, BATCH_NORMS):
+            trainable, kept_bn = False, kept_bn + 1
         if layer.trainable != trainable:
             layer.trainable = trainable
         frozen += not trainable
-    return frozen
+    return frozen, kept_bn
+
+
+BATCH_NORMS = (keras.layers.BatchNormalization,)
+
+
+def _names(layers, resolved, patterns: tuple[str, ...]) -> set[str]:
+    """The names of the layers of the steps the patterns choose."""
+    if not patterns:
+        return set()
+    chosen = chosen_steps(resolved.network, patterns)
+    return set(layers_of([layer.name for layer in layers], resolved.network, chosen))
 
 
 class Stager:
@@ -91,7 +109,8 @@ class Stager:
         """Freeze as stage `index` says and compile with its optimizer (its step count set to
         the epochs before it)."""
         setup, stage = self.setup, self.stages[index]
-        frozen = freeze(setup.model, setup.resolved, stage.freeze, self.kept)
+        earlier = tuple(p for before in self.stages[:index] for p in before.freeze)
+        frozen, kept_bn = freeze(setup.model, setup.resolved, stage.freeze, self.kept, earlier)
         cfg = {**setup.cfg, "optimizer": {stage.optimizer.name: dict(stage.optimizer.args)}}
         steps = setup.pipes.steps_per_epoch
         with setup.strategy.scope():
@@ -106,9 +125,9 @@ class Stager:
                 optimizer.iterations.assign(stage.first_epoch * steps)
         self.current = index
         if self.staged and not quiet:
-            print(self.line(index, frozen), flush=True)
+            print(self.line(index, frozen, kept_bn), flush=True)
 
-    def line(self, index: int, frozen: int) -> str:
+    def line(self, index: int, frozen: int, kept_bn: int = 0) -> str:
         stage = self.stages[index]
         total = len(leaf_layers(self.setup.model))
         if not self.staged:
@@ -116,9 +135,10 @@ class Stager:
         what = f"freezing {', '.join(stage.freeze)}" if stage.freeze else "training every step"
         rate = stage.optimizer.args.get("learning_rate")
         optimizer = stage.optimizer.name + (f" (learning rate {rate:g})" if rate else "")
+        bn = f", {kept_bn} of them batch norms kept in inference mode" if kept_bn else ""
         return (
             f"Stage {index + 1} of {len(self.stages)}: epochs {stage.first_epoch + 1}-{stage.end}"
-            f", {what} ({frozen} of {total} layers frozen), {optimizer}"
+            f", {what} ({frozen} of {total} layers frozen{bn}), {optimizer}"
         )
 
     def resume_at(self, epochs_done: int) -> None:
