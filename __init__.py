@@ -56,7 +56,7 @@ def build_model(
 
     resolved = resolve_spec(spec, overrides)
     model = compile_spec(resolved, inference=inference).model
-    from blockspec.builder.weights import load_spec_weights
+    from blockspec.builder.spec_weights import load_spec_weights
 
     load_spec_weights(model, resolved, weights, weights_strict)
     if compile:

@@ -240,7 +240,7 @@ def _weights_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_weights(model, resolved, args) -> None:
-    from blockspec.builder.weights import load_spec_weights
+    from blockspec.builder.spec_weights import load_spec_weights
 
     load_spec_weights(model, resolved, args.weights, True if args.weights_strict else None)
 

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 
 from blockspec.builder.compile import build_model
-from blockspec.builder.weights import (
-    WeightsError,
+from blockspec.builder.spec_weights import (
     build_with_weights,
     fetch_file,
-    file_sha256,
     imagenet_weights,
-    load_weights,
     weights_file,
 )
+from blockspec.builder.weights import WeightsError, file_sha256, load_weights
 
 SMALL = "digits_googlenet"
 

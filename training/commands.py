@@ -194,7 +194,7 @@ def _weights_build(resolved, weights: str | None, strict: bool | None, console: 
     """The trainer's `build` and `records`: the spec's weights (`weights:`, backbones') or
     `--weights` loaded once the model is built, their files recorded; (None, None) without."""
     from blockspec.builder.compile import compile_spec
-    from blockspec.builder.weights import load_spec_weights, weights_record, weights_sources
+    from blockspec.builder.spec_weights import load_spec_weights, weights_record, weights_sources
 
     record = weights_record(weights_sources(resolved, weights, strict))
     if record is None:

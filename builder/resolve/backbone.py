@@ -12,7 +12,7 @@ names, so that its layers keep their names and a weights file of that spec loads
 name. The other spec is loaded by the same loader as `extends` and `imports` (same limits, same
 screens) and resolved by its own resolver; every problem it has is told at the backbone step.
 
-Its `weights` load into its layers once the model is built (`builder.weights.load_spec_weights`);
+Its `weights` load into its layers once the model is built (`builder.spec_weights.load_spec_weights`);
 `trainable: false` freezes every layer it makes. It reads the tensor that flows into the step:
 that tensor's rank and channels must be the other spec's input's (heights and widths may differ).
 
