@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from zoo_fixtures import EXAMPLES, ZOO, small_overrides, spec_id
+from zoo_fixtures import EXAMPLES, FEWER_UNITS, ZOO, small_overrides, spec_id
 
 from blockspec.builder import resolve_spec
 from blockspec.builder.compile import compile_spec
@@ -52,7 +52,7 @@ def assert_inference_mode(model, x) -> None:
 
 def _raw_model(path, tmp_path):
     """The spec at a small size, wrapped as `blockspec train` wraps it: raw 8x8 digits in."""
-    resolved = resolve_spec(str(path), small_overrides(path))
+    resolved = resolve_spec(str(path), {**small_overrides(path), **FEWER_UNITS.get(path.stem, {})})
     shape = resolved.inputs[0].shape
     if len(shape) != 3:
         pytest.skip("not an image network: no preprocessing in front of it")

@@ -35,6 +35,16 @@ def small_overrides(path: Path) -> dict:
     return overrides
 
 
+# Fewer repeated units, for tests of a mechanism (not of a count): the same block types, built
+# faster. resnet101/152 repeat resnet50's units; densenet and nasnet their own.
+FEWER_UNITS = {
+    "resnet101": {"vars.conv4": 2},
+    "resnet152": {"vars.conv3": 2, "vars.conv4": 2},
+    "densenet": {"vars.conv4": 2, "vars.conv5": 2},
+    "nasnet": {"vars.n": 1},
+}
+
+
 def size(weights) -> int:
     """How many numbers the weights hold."""
     return sum(math.prod(w.shape) for w in weights)
