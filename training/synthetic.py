@@ -39,14 +39,10 @@ def synthetic(
         )
         return pattern + noise * grain, label
 
-    def split(start, count):
-        ds = tf.data.Dataset.range(start, start + count).map(example, num_parallel_calls=AUTOTUNE)
-        return Split(ds, count)
-
-    return Source(
-        train=split(0, samples - n_val),
-        validation=split(samples - n_val, n_val) if n_val else None,
-        test=None,
+    return _indexed(
+        example,
+        samples,
+        n_val,
         class_names=[f"class_{i}" for i in range(classes)],
         raw_shape=(height, width, channels),
         scale=scale_of(data, 1.0),
@@ -92,6 +88,20 @@ def synthetic_masks(
         )
         return tf.gather(colours, mask) + noise * grain, mask
 
+    return _indexed(
+        example,
+        samples,
+        n_val,
+        class_names=["background", *(f"class_{i}" for i in range(1, classes))],
+        raw_shape=(height, width, channels),
+        scale=scale_of(data, 1.0),
+        name=f"synthetic masks ({samples} examples, {classes} classes per pixel)",
+    )
+
+
+def _indexed(example, samples: int, n_val: int, **fields) -> Source:
+    """A source whose examples are `example(index)`: the last `n_val` indices validate."""
+
     def split(start, count):
         ds = tf.data.Dataset.range(start, start + count).map(example, num_parallel_calls=AUTOTUNE)
         return Split(ds, count)
@@ -100,8 +110,5 @@ def synthetic_masks(
         train=split(0, samples - n_val),
         validation=split(samples - n_val, n_val) if n_val else None,
         test=None,
-        class_names=["background", *(f"class_{i}" for i in range(1, classes))],
-        raw_shape=(height, width, channels),
-        scale=scale_of(data, 1.0),
-        name=f"synthetic masks ({samples} examples, {classes} classes per pixel)",
+        **fields,
     )
