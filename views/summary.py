@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from blockspec.builder.compile import Built
+from blockspec.builder.resolve.train_freeze import walk
 
 _CONV_CLASSES = (
     "Conv1D",
@@ -154,14 +155,6 @@ def depth(model) -> int:
     return max((layer_depth(t._keras_history[0]) for t in outputs), default=0)
 
 
-def _step_names(step) -> list[str]:
-    """A step's name and the names of every step nested in it."""
-    return [
-        step.name,
-        *(n for group in step.children for child in group for n in _step_names(child)),
-    ]
-
-
 def stats(built: Built) -> ModelStats:
     """Per-step and total numbers for a built model."""
     model, spec = built.model, built.spec
@@ -169,7 +162,7 @@ def stats(built: Built) -> ModelStats:
     # A layer belongs to the top-level step whose name, or a nested step's, starts its name:
     # nested names start with their step's, except a `backbone`'s, which keep their own.
     owners = sorted(
-        ((name, step.name) for step in spec.network for name in _step_names(step)),
+        ((inner.name, step.name) for step in spec.network for inner in walk([step])),
         key=lambda pair: len(pair[0]),
         reverse=True,
     )
