@@ -56,6 +56,14 @@ def test_a_known_source_size_is_what_loading_gives(data):
     assert training_examples({"validation_split": 0.2, **data}) == load(data).train.size
 
 
+def test_a_source_without_validation_split_is_sized_with_the_same_default():
+    from blockspec.training.sources import training_examples
+
+    data = {"source": "synthetic", "samples": 50}  # no validation_split: both take 0.2
+    source = data_lib.load_source(data, image_size=(8, 8), channels=1, classes=3, seed=0)
+    assert training_examples(data) == source.train.size == 40
+
+
 def test_preprocess_resizes_rescales_and_adapts_grey_to_rgb():
     source = load({"source": "digits"})
     x, _ = arrays(source.validation)

@@ -136,7 +136,7 @@ def load_source(
 
 def _load_source(data, image_size, channels, classes, seed, base_dir) -> Source:
     source = data.get("source", "digits")
-    split = float(data.get("validation_split", 0.2) or 0.0)
+    split = validation_fraction(data)
     if source == "digits":
         return _digits(data, split, seed)
     if source == "synthetic":
@@ -187,14 +187,21 @@ DIGITS_EXAMPLES = 1797  # scikit-learn's digits
 def training_examples(data: dict[str, Any]) -> int | None:
     """How many training examples `train.data` gives, where that is known without reading it
     (digits, synthetic), split as `load_source` splits; None for the others."""
-    fraction = float(data.get("validation_split") or 0.0)
+    fraction = validation_fraction(data)
     if data.get("source") == "digits":
-        held = math.ceil(DIGITS_EXAMPLES * fraction) if fraction > 0 else 0
+        held = math.ceil(DIGITS_EXAMPLES * fraction) if fraction > 0 else 0  # as train_test_split
         return DIGITS_EXAMPLES - held
     if data.get("source") == "synthetic":
-        samples = int(data.get("samples", 2048))
-        return samples - round(samples * fraction)
+        from blockspec.training.synthetic import held_out, sample_count
+
+        samples = sample_count(data)
+        return samples - held_out(samples, fraction)
     return None
+
+
+def validation_fraction(data: dict[str, Any]) -> float:
+    """`train.data.validation_split`, 0.2 when not given (0 or null: no validation split)."""
+    return float(data.get("validation_split", 0.2) or 0.0)
 
 
 def _digits(data: dict, fraction: float, seed: int) -> Source:

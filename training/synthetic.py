@@ -12,6 +12,18 @@ import tensorflow as tf
 
 from blockspec.training.sources import AUTOTUNE, Source, Split, scale_of
 
+SAMPLES = 2048  # `samples` when the spec does not say
+
+
+def sample_count(data: dict) -> int:
+    """How many examples a `synthetic` source makes."""
+    return int(data.get("samples", SAMPLES))
+
+
+def held_out(samples: int, fraction: float) -> int:
+    """How many of them validate: the last `round(samples * fraction)` indices."""
+    return round(samples * fraction)
+
 
 def synthetic(
     data: dict, fraction: float, seed: int, image_size, channels: int, default_classes: int
@@ -23,13 +35,13 @@ def synthetic(
     """
     if data.get("masks"):
         return synthetic_masks(data, fraction, seed, image_size, channels, default_classes)
-    samples = int(data.get("samples", 2048))
+    samples = sample_count(data)
     classes = int(data.get("classes") or default_classes)
     noise = float(data.get("noise", 0.5))
     height, width = (int(v) for v in image_size)
     rng = np.random.default_rng(seed)
     patterns = tf.constant(rng.uniform(0, 1, (classes, 8, 8, channels)).astype("float32"))
-    n_val = round(samples * fraction)
+    n_val = held_out(samples, fraction)
 
     def example(index):
         label = tf.cast(index % classes, "int32")
@@ -61,14 +73,14 @@ def synthetic_masks(
 
     Generated on the fly from the example's index, like `synthetic`.
     """
-    samples = int(data.get("samples", 2048))
+    samples = sample_count(data)
     classes = max(2, int(data.get("classes") or default_classes))
     noise = float(data.get("noise", 0.5))
     height, width = (int(v) for v in image_size)
     colours = tf.constant(np.random.default_rng(seed).uniform(0, 1, (classes, channels)), "float32")
     rows = tf.range(height)[:, None]
     cols = tf.range(width)[None, :]
-    n_val = round(samples * fraction)
+    n_val = held_out(samples, fraction)
 
     def example(index):
         mask = tf.zeros((height, width), "int32")
