@@ -13,7 +13,7 @@ from typing import Any
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS
 from blockspec.builder.resolve.train_rules import per_pixel_labels
-from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.builder.spec import ResolvedSpec, Step, walk
 
 # Every data source yields one integer class id per example (`training/data.py`): these losses
 # compare it with a (batch, classes) output, the others with a (batch, 1) one.
@@ -128,14 +128,7 @@ def _data_classes(train: dict[str, Any]) -> tuple[str, int] | None:
 
 
 def _find(steps: list[Step], name: str) -> Step | None:
-    for step in steps:
-        if step.name == name:
-            return step
-        for group in step.children:
-            found = _find(group, name)
-            if found is not None:
-                return found
-    return None
+    return next((step for step in walk(steps) if step.name == name), None)
 
 
 def _shape(shape: tuple) -> str:

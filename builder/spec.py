@@ -7,6 +7,7 @@ module imports Keras.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,14 @@ class ResolvedSpec:
             if out.name == name:
                 return out
         raise KeyError(name)
+
+
+def walk(steps: Iterable[Step]) -> Iterator[Step]:
+    """Every step, nested ones included, in network order."""
+    for step in steps:
+        yield step
+        for chain in step.children:
+            yield from walk(chain)
 
 
 def layer_name(step: Step, reserved: set[str] | frozenset[str]) -> str:

@@ -152,7 +152,7 @@ def weights_sources(
     Raises:
         WeightsError: a file is missing (or, for `imagenet`, cannot be had).
     """
-    from blockspec.builder.resolve.train_freeze import walk
+    from blockspec.builder.spec import walk
 
     strict = resolved.weights_strict if strict is None else bool(strict)
     out = []
@@ -189,7 +189,8 @@ def load_spec_weights(
     Raises:
         WeightsError: a file is missing, unreadable, or `strict` and it did not all load.
     """
-    from blockspec.builder.resolve.train_freeze import layers_of, walk
+    from blockspec.builder.resolve.train_freeze import layers_of
+    from blockspec.builder.spec import walk
 
     reports = []
     names = [layer.name for layer in flat_layers(model)]

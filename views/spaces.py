@@ -8,10 +8,9 @@ the others (`vars`, `train`, ...) are `unplaced`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from blockspec.builder.spec import HyperParameter, ResolvedSpec, Step
+from blockspec.builder.spec import HyperParameter, ResolvedSpec, Step, walk
 
 
 def space_text(hp: HyperParameter) -> str:
@@ -51,13 +50,6 @@ class Placed:
         return f"{self.argument}: {space_text(self.space)}"
 
 
-def _walk(steps: list[Step]) -> Iterator[Step]:
-    for step in steps:
-        yield step
-        for child in step.children:
-            yield from _walk(child)
-
-
 def _site(step: Step) -> str:
     """`network[3].conv` -> `network[3]`: where the step's own keys (`repeat`, ...) live."""
     head, dot, last = step.path.rpartition(".")
@@ -87,7 +79,7 @@ def _place(hp: HyperParameter, steps: list[Step]) -> Placed | None:
 def by_step(spec: ResolvedSpec) -> tuple[dict[str, list[Placed]], list[HyperParameter]]:
     """Step name -> the search spaces written in it; and the spaces written elsewhere (`vars`,
     `train`, `tune`), which apply wherever they are used."""
-    steps = list(_walk(spec.network))
+    steps = list(walk(spec.network))
     placed: dict[str, list[Placed]] = {}
     unplaced: list[HyperParameter] = []
     for hp in spec.hyperparameters:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from blockspec.builder.compile import Built
-from blockspec.builder.resolve.train_freeze import walk
+from blockspec.builder.spec import walk
 
 _CONV_CLASSES = (
     "Conv1D",

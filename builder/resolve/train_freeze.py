@@ -18,17 +18,9 @@ from typing import Any
 
 from blockspec.builder.errors import did_you_mean, shorten
 from blockspec.builder.resolve.checks import positive_int
-from blockspec.builder.spec import Step
+from blockspec.builder.spec import Step, walk
 
 STAGE_KEYS = ("epochs", "freeze", "optimizer")
-
-
-def walk(steps: Iterable[Step]) -> Iterable[Step]:
-    """Every step, nested ones included, in network order."""
-    for step in steps:
-        yield step
-        for chain in step.children:
-            yield from walk(chain)
 
 
 def step_names(network: list[Step]) -> list[str]:
