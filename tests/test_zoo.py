@@ -17,9 +17,8 @@ import math
 import keras
 import numpy as np
 import pytest
-from zoo_fixtures import EXAMPLES, ZOO
+from zoo_fixtures import EXAMPLES, ZOO, parameter_counts
 from zoo_fixtures import shapes_only as _shapes_only
-from zoo_fixtures import size as _size
 from zoo_fixtures import small_overrides as _small_overrides
 from zoo_fixtures import spec_id as _spec_id
 
@@ -74,11 +73,7 @@ COUNTS = [
 
 @pytest.mark.parametrize("spec, overrides, inference, trainable, total", COUNTS)
 def test_parameter_count(spec, overrides, inference, trainable, total):
-    def count():
-        model = build_model(spec, overrides=overrides, inference=inference)
-        return _size(model.trainable_weights), _size(model.weights)
-
-    assert _shapes_only(count) == (trainable, total)
+    assert parameter_counts(spec, overrides, inference) == (trainable, total)
 
 
 def _stats(spec: str, overrides=None, inference: bool = False):

@@ -57,3 +57,14 @@ def shapes_only(fn):
             return fn()
     finally:
         keras.backend.clear_session()  # forgets the uninitialised variables
+
+
+def parameter_counts(spec, overrides=None, inference: bool = False) -> tuple[int, int]:
+    """(trainable, total) parameters of a spec's model, counted without values (`shapes_only`)."""
+    from blockspec.builder import build_model
+
+    def count():
+        model = build_model(spec, overrides=overrides, inference=inference)
+        return size(model.trainable_weights), size(model.weights)
+
+    return shapes_only(count)
