@@ -63,6 +63,13 @@ def positive_int(problems, mapping: dict, key: str, prefix: str = "") -> None:
         )
 
 
+def boolean(problems, mapping: dict, key: str, prefix: str = "") -> None:
+    if key in mapping and not isinstance(mapping[key], bool):
+        problems.append(
+            (join(prefix, key), f"`{key}` must be true or false. Received: {key}={mapping[key]!r}")
+        )
+
+
 def number(
     problems,
     mapping: dict,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from blockspec.builder.resolve.checks import (
+    boolean,
     choice,
     is_int,
     is_number,
@@ -101,14 +102,7 @@ def check_train(train: Any) -> list[tuple[str, str]]:
     choice(problems, train, "distribute", DISTRIBUTE, "distribution strategy")
     if "early_stopping" in train:
         _check_early_stopping(problems, train["early_stopping"])
-    if "deterministic" in train and not isinstance(train["deterministic"], bool):
-        problems.append(
-            (
-                "deterministic",
-                "`deterministic` must be true or false. "
-                f"Received: deterministic={train['deterministic']!r}",
-            )
-        )
+    boolean(problems, train, "deterministic")
     if "seed" in train and not is_int(train["seed"]):
         problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
     if "evaluate" in train:
@@ -195,22 +189,13 @@ def _check_data(problems, data: Any) -> None:
                     f"cifar10, ...). Received: name={name!r}",
                 )
             )
-        if "download" in data and not isinstance(data["download"], bool):
-            problems.append(
-                (
-                    "data.download",
-                    f"`download` must be true or false. Received: download={data['download']!r}",
-                )
-            )
+        boolean(problems, data, "download", "data")
     if source == "synthetic":
         positive_int(problems, data, "samples", "data")
         if "classes" in data and data["classes"] is not None:
             positive_int(problems, data, "classes", "data")
         number(problems, data, "noise", "data", low=0.0)
-        if "masks" in data and not isinstance(data["masks"], bool):
-            problems.append(
-                ("data.masks", f"`masks` must be true or false. Received: masks={data['masks']!r}")
-            )
+        boolean(problems, data, "masks", "data")
     for key in ("x_key", "y_key", "validation_path", "split", "validation", "test", "data_dir"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append(
