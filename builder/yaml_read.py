@@ -270,7 +270,6 @@ class _Converter:
         self.limits = limits
         self.marks = marks
         self.count = 0
-        self.own_keys: dict[int, set[int]] = {}  # mapping node -> ids of its own key nodes
 
     def fail(self, message: str, node, path) -> SpecError:
         shown = format_path(path) if len(path) <= 12 else format_path(path[:12]) + "..."
@@ -290,6 +289,8 @@ class _Converter:
                 f"nesting deeper than {self.limits.max_depth} levels: refused (limit)", node, path
             )
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:value":  # a plain `=`: PyYAML reads it as text
+                return node.value
             if node.tag not in _SCALAR_TAGS:
                 raise self.fail(
                     f"YAML tag `{node.tag}` is not allowed (specs hold plain data)", node, path
@@ -329,25 +330,15 @@ class _Converter:
         mappings (`<<: [*a, *b]`) the first that has the key wins. Only a key written twice in
         the mapping itself is a duplicate.
         """
-        own = self.own_keys.get(id(node))
-        if own is None:  # once per node: an alias converts the same (flattened) node again
-            own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-            self.own_keys[id(node)] = own
-            try:
-                self.loader.flatten_mapping(node)  # merged pairs first, own pairs after
-            except yaml.YAMLError as e:
-                raise self.fail(
-                    f"invalid merge key: {getattr(e, 'problem', e)}", node, path
-                ) from None
+        merged, own = self.merged_pairs(node, path, depth), _own_pairs(node)
         out: dict = {}
         written: set = set()
-        for key_node, value_node in node.value:
+        for key_node, value_node, mine in [(*p, False) for p in merged] + [(*p, True) for p in own]:
             key = self.convert(key_node, path, depth + 1)
             if isinstance(key, (dict, list)) or key is None:
                 raise self.fail("a mapping key must be a plain word or number", key_node, path)
             if isinstance(key, bool):
                 key = str(key).lower()
-            mine = id(key_node) in own
             if key in written and mine:
                 raise self.fail(f"duplicate key `{key}` in a mapping", key_node, (*path, key))
             if key in out and not mine:
@@ -362,6 +353,54 @@ class _Converter:
             self.marks[item_path] = _mark(self.file, key_node.start_mark)
             out[key] = self.convert(value_node, item_path, depth + 1)
         return out
+
+    def merged_pairs(self, node, path: Path_, depth: int) -> list:
+        """The (key, value) pairs that `node`'s merge keys bring in, in priority order.
+
+        Written here rather than taken from PyYAML's `flatten_mapping`, whose order of merged
+        pairs changed between releases (6.0.2 and 6.0.4 disagree on `<<: [*a, *b]`): each merged
+        mapping gives its own pairs, then those it merges itself; of several mappings the first
+        comes first. Counted against the document's size limit (merges can nest exponentially).
+        """
+        if depth > self.limits.max_depth:
+            raise self.fail(
+                f"merge keys nest deeper than {self.limits.max_depth} levels: refused (limit)",
+                node,
+                path,
+            )
+        pairs: list = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE:
+                continue
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise self.fail(
+                        "invalid merge key: `<<` takes a mapping or a list of mappings",
+                        source,
+                        path,
+                    )
+                for pair in _own_pairs(source) + self.merged_pairs(source, path, depth + 1):
+                    self.count += 1
+                    if self.count > self.limits.max_nodes:
+                        raise self.fail(
+                            f"the document expands to more than {self.limits.max_nodes} values "
+                            "(anchors, aliases and merge keys included): refused (limit)",
+                            source,
+                            path,
+                        )
+                    pairs.append(pair)
+        return pairs
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _own_pairs(node) -> list:
+    """A mapping node's own (key, value) pairs: those not under a merge key."""
+    return [(k, v) for k, v in node.value if k.tag != _MERGE]
 
 
 def read_text(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:

@@ -336,6 +336,35 @@ def test_a_yaml_merge_key_gives_way_to_the_mappings_own_keys(tmp_path):
     assert re.search(r"net\.yaml:4:\d+  network\[0\]\.dense\.units: duplicate key `units`", text)
 
 
+def test_nested_merge_keys_keep_yamls_order_whatever_the_pyyaml_release():
+    # PyYAML 6.0.2 and 6.0.4 order the pairs of `<<: [*a, *b]` differently; blockspec merges
+    # itself, so both read the same: own keys first, then each merged mapping in order, and a
+    # merged mapping's own keys before those it merges in turn.
+    from blockspec.builder.yaml_read import parse_yaml
+
+    data = parse_yaml(
+        textwrap.dedent(
+            """\
+            a: &a {k: 1, only_a: x}
+            b: &b {<<: *a, k: 2}
+            ab: {<<: [*a, *b]}
+            ba: {<<: [*b, *a]}
+            own: {<<: [*b, *a], k: 3}
+            "=": {= : 4}
+            """
+        ),
+        "m.yaml",
+    ).data
+    assert data["b"] == {"k": 2, "only_a": "x"}
+    assert data["ab"]["k"] == 1 and data["ba"]["k"] == 2 and data["own"]["k"] == 3
+    assert data["ba"]["only_a"] == "x"
+    assert data["="] == {"=": 4}  # a plain `=` is text, as PyYAML reads it
+    with pytest.raises(SpecError, match=r"m\.yaml:1:\d+  c: invalid merge key"):
+        parse_yaml("c: {<<: [3]}\n", "m.yaml")
+    with pytest.raises(SpecError, match="refused \\(limit\\)"):
+        parse_yaml("a: &a {<<: *a}\n", "m.yaml")  # a mapping that merges itself
+
+
 def test_summary_counts_a_dense_on_a_feature_map_as_a_convolution(tmp_path):
     from blockspec.builder.compile import compile_spec
     from blockspec.views.summary import stats
