@@ -101,6 +101,7 @@ class ResolvedSpec:
         weights: (1.1) the `weights:` file the model starts from (a path, made absolute from
             the folder of the file that wrote it, or `imagenet`/`imagenet_notop`); None.
         weights_strict: (1.1) refuse weights that do not all load.
+        weights_mark: where `weights:` is written (a missing file is refused there at build).
     """
 
     name: str
@@ -120,6 +121,7 @@ class ResolvedSpec:
     warnings: tuple[Problem, ...] = ()
     weights: str | None = None
     weights_strict: bool = False
+    weights_mark: Mark | None = None
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:

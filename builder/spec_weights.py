@@ -10,6 +10,7 @@ is `builder.weights.load_weights`.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,7 +151,9 @@ def weights_sources(
         strict: refuse partial loads (None: the spec's `weights_strict`).
 
     Raises:
-        WeightsError: a file is missing (or, for `imagenet`, cannot be had).
+        SpecError: a file the spec names is missing (or, for `imagenet`, cannot be had): told
+            at the key's file, line and column.
+        WeightsError: the same for `override`.
     """
     from blockspec.builder.spec import walk
 
@@ -158,16 +161,27 @@ def weights_sources(
     out = []
     for step in walk(resolved.network):
         if step.type == "backbone" and step.args.get("weights"):
-            try:
+            with _located(f"{step.path}.weights", step.mark):
                 out.append(WeightsSource(weights_file(step.args["weights"]), strict, step.name))
-            except WeightsError as e:  # told where the step is written
-                from blockspec.builder.errors import Problem, SpecError
-
-                raise SpecError(Problem(str(e), f"{step.path}.weights", step.mark)) from e
-    whole = override if override is not None else resolved.weights
-    if whole is not None:
-        out.append(WeightsSource(weights_file(whole, resolved.name), strict))
+    if override is not None:  # `--weights`: the user's own argument, not written in the spec
+        out.append(WeightsSource(weights_file(override, resolved.name), strict))
+    elif resolved.weights is not None:
+        with _located("weights", getattr(resolved, "weights_mark", None)):
+            out.append(WeightsSource(weights_file(resolved.weights, resolved.name), strict))
     return out
+
+
+@contextmanager
+def _located(path: str, mark: Any):
+    """A `WeightsError` for a file the spec names, told where the spec names it."""
+    try:
+        yield
+    except WeightsError as e:
+        if mark is None:
+            raise
+        from blockspec.builder.errors import Problem, SpecError
+
+        raise SpecError(Problem(str(e), path, mark)) from e
 
 
 def load_spec_weights(

@@ -116,7 +116,11 @@ def test_a_missing_weights_file_is_refused_at_build(tmp_path, capsys):
     assert "tiny_bb.yaml:5:" in err and "network[0].backbone.weights" in err
     assert "nothere.weights.h5: no such weights file" in err
     code = cli.main(["build", str(spec_file(tmp_path, extra="weights: gone.weights.h5\n"))])
-    assert code == 2 and "gone.weights.h5: no such weights file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "gone.weights.h5: no such weights file" in err
+    assert "tiny_bb.yaml:11:1  weights: " in err  # where the spec names it
+    code = cli.main(["build", str(tmp_path / "tiny_bb.yaml"), "--weights", "typo.weights.h5"])
+    assert code == 2 and "error: typo.weights.h5: no such weights file" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- build

@@ -384,3 +384,51 @@ def test_summary_counts_a_dense_on_a_feature_map_as_a_convolution(tmp_path):
     numbers = stats(compile_spec(spec))
     assert numbers.fc_params == 8 * 10 + 10
     assert numbers.conv_params == (4 * 4 * 3 * 8 + 8) + (8 * 32 + 32) + (32 * 8 + 8)
+
+
+def test_an_outputs_from_interpolates_like_a_steps_from(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        vars: {levels: 2}
+        network:
+          - conv: {filters: 4, kernel: 3}
+            name: head${levels}
+          - global_avg_pool: {}
+          - dense: 3
+        outputs:
+          main: {from: "head${levels}", loss: mse}
+        """,
+    )
+    assert spec.outputs[0].source == "head2"
+    text = refused(
+        tmp_path,
+        """\
+        vars: {levels: 2}
+        network:
+          - conv: {filters: 4, kernel: 3}
+            name: head${levels}
+        outputs:
+          main: {from: "head${levels + 1}", loss: mse}
+          bad: {from: "head${nope}", loss: mse}
+        """,
+    )
+    assert re.search(r"net\.yaml:8:\d+  outputs\.main\.from: .*Did you mean `head2`", text)
+    assert re.search(r"net\.yaml:9:\d+  outputs\.bad\.from: unknown name `nope`", text)
+
+
+def test_a_template_inside_a_longer_string_argument_stays_text_and_is_warned_of(tmp_path):
+    spec = resolve(
+        tmp_path,
+        """\
+        vars: {n: 2}
+        network:
+          - nasnet_normal_cell: {filters: 4, block_id: "cell_${n}"}
+          - nasnet_normal_cell: {filters: 4, block_id: "${n}"}
+        """,
+    )
+    assert [s.args["block_id"] for s in spec.network] == ["cell_${n}", 2]  # as the language says
+    (warning,) = spec.warnings
+    assert str(warning.mark).endswith("net.yaml:5:38")  # the key `block_id`
+    assert warning.path == "network[0].nasnet_normal_cell.block_id"
+    assert "only `name` and `from` interpolate" in warning.message

@@ -262,9 +262,10 @@ below is a whole spec, and `tests/test_language_1_1.py` validates every one.
 `when` keeps a step (per repetition, `i` defined) only where it is true; `repeat: 0` gives no
 step; `last` overrides the last repetition as `first` does the first (with `repeat: 1`, `first`
 applies, then `last`); `trainable: false` freezes the step's layers; `shortcut: none` is the
-residual's body alone; `name` and `from` interpolate `${...}` (per repetition). A `from` or
-output naming a step left out is refused with both locations. A step list left empty by `when`
-or `repeat: 0` (a branch, a shortcut) is the identity, as `[]` is.
+residual's body alone; `name` and `from` interpolate `${...}` (per repetition; an output's
+`from` too, over vars). A `from` or output naming a step left out is refused with both
+locations. A step list left empty by `when` or `repeat: 0` (a branch, a shortcut) is the
+identity, as `[]` is.
 
 ```yaml
 spec: 1

@@ -200,6 +200,7 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
         return ResolvedSpec(
             weights=weights,
             weights_strict=weights_strict,
+            weights_mark=self.doc.mark(("weights",)) if weights is not None else None,
             name=name,
             description=description,
             inputs=inputs,

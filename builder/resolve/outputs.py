@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from blockspec.builder.errors import did_you_mean, shorten
-from blockspec.builder.resolve.common import NAME_RULE, OUTPUT_KEYS, Scope, is_name
+from blockspec.builder.resolve.common import INVALID, NAME_RULE, OUTPUT_KEYS, Scope, is_name
 from blockspec.builder.spec import OutputSpec, Step
 
 # Names Keras resolves without importing anything (keras 3: `keras.activations.get`,
@@ -92,6 +92,10 @@ class OutputsPart:
                 self.error(
                     (*path, key), f"unknown output key `{key}`.{did_you_mean(key, OUTPUT_KEYS)}"
                 )
+        if "from" in spec:  # (1.1) `from: "head${levels}"`, as a step's `from`
+            spec["from"] = self.interpolate(spec["from"], (*path, "from"), self.vars, "outputs")
+            if spec["from"] is INVALID:
+                return None
         source_name = spec.get("from", name)
         source = top.lookup(source_name) if isinstance(source_name, str) else None
         dropped = top.absent_at(source_name) if source is None else None

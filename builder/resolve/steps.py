@@ -326,6 +326,14 @@ class StepsPart:
                 unknown.append(str(key))
                 continue
             args[key] = self.value(raw, at(key), env, f"{hp}/{key}")
+            literal = _template_text(args[key])
+            if literal is not None:
+                self.warn(
+                    at(key),
+                    f"`{key}` holds a `${{...}}` part inside a longer string, which stays text: "
+                    "only `name` and `from` interpolate (a whole value written as one `${...}` "
+                    f"is computed). Received: {key}={shorten(literal)}",
+                )
         for key, param in entry.params.items():
             if key not in args:
                 # `kernal: 3` already says "did you mean `kernel`?"; don't report `kernel` missing too.
@@ -448,3 +456,14 @@ class Nest:
 
     def auto_shortcut(self) -> list[Step]:
         return self.resolver.auto_shortcut(self.name)
+
+
+def _template_text(value: Any) -> str | None:
+    """The first string inside `value` that still holds a `${...}` part, else None."""
+    if isinstance(value, str):
+        return value if "${" in value else None
+    if isinstance(value, (list, tuple)):
+        return next((t for t in map(_template_text, value) if t is not None), None)
+    if isinstance(value, dict):
+        return _template_text(list(value.values()))
+    return None
