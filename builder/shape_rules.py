@@ -21,7 +21,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from blockspec.builder.expr import SHAPE_NAMES  # the names for the input of a step (1.1)
+from blockspec.builder.expr import (  # the names for the input of a step (1.1)
+    SHAPE_NAMES,
+    make_divisible,
+)
 
 Shape = tuple  # of int | None, batch axis left out
 
@@ -210,11 +213,12 @@ def _dense_transition(shapes: list, args: dict) -> Shape | None:
     return (_window(shape[0], 2, 2, "valid"), _window(shape[1], 2, 2, "valid"), channels)
 
 
-def _strided(channels: Callable[[dict], Any]):
-    """A residual unit: each side divided by `strides` (rounded up), `channels(args)` out."""
+def _strided(channels: Callable[[dict], Any], strides: int | None = None):
+    """A residual unit: each side divided by `strides` (rounded up), `channels(args)` out.
+    `strides`: a block's fixed stride (NASNet's reduction cell), else its argument's."""
 
     def rule(shapes: list, args: dict) -> Shape | None:
-        shape, stride = shapes[0], args.get("strides", 1)
+        shape, stride = shapes[0], strides or args.get("strides", 1)
         if shape is None or len(shape) != 3 or not _known(stride):
             return None
         spatial = [-(-n // stride) if _known(n) else None for n in shape[:2]]
@@ -236,7 +240,49 @@ def _classes(_shapes: list, args: dict) -> Shape | None:
     return (args.get("classes"),)
 
 
+def _same_size(channels: Callable[[dict], Any]):
+    """A block that keeps the height and width: `channels(args)` out."""
+
+    def rule(shapes: list, args: dict) -> Shape | None:
+        shape = shapes[0]
+        return None if shape is None or len(shape) != 3 else (*shape[:2], channels(args))
+
+    return rule
+
+
+def _depthwise_separable(shapes: list, args: dict) -> Shape | None:
+    # MobileNet pads the bottom and right by one before a strided, `valid` 3x3
+    shape, stride = shapes[0], args.get("strides", 1)
+    if shape is None or len(shape) != 3 or not _known(stride):
+        return None
+    if stride != 1:
+        spatial = [_window(n + 1, 3, stride, "valid") if _known(n) else None for n in shape[:2]]
+    else:
+        spatial = list(shape[:2])
+    return (*spatial, int(args.get("filters") * args.get("alpha", 1.0)))
+
+
+def _factorized_conv(shapes: list, args: dict) -> Shape | None:
+    return _conv_rule(2, _filters)(shapes, {**args, "factorize": args.get("mode", "asymmetric")})
+
+
 RULES: dict[str, Callable[[list, dict], Shape | None]] = {
+    # Python blocks (`blocks/`): a stride divides each side, rounded up (keras' `correct_pad`
+    # before a `valid` convolution, or `same` padding)
+    "resnet_v2_stack": _strided(lambda a: 4 * a.get("filters")),
+    "mbconv_stage": _strided(lambda a: a.get("filters")),
+    "efficientnetv2_stage": _strided(lambda a: a.get("filters")),
+    "inverted_residual": _strided(
+        lambda a: make_divisible(int(a.get("filters") * a.get("alpha", 1.0)), 8)
+    ),
+    "mobilenet_v3_unit": _strided(lambda a: make_divisible(a.get("filters") * a.get("alpha", 1.0), 8)),
+    "nasnet_reduction_cell": _strided(lambda a: 4 * a.get("filters"), strides=2),
+    "nasnet_normal_cell": _same_size(lambda a: 6 * a.get("filters")),
+    "convnext_stage": _same_size(lambda a: a.get("filters")),
+    "inception": _same_size(lambda a: a["c1"] + a["c3"] + a["c5"] + a["pool_proj"]),
+    "depthwise_separable": _depthwise_separable,
+    "factorized_conv": _factorized_conv,
+    "mlpconv": _conv_rule(2, lambda _shape, a: a.get("filters")[-1]),
     "basic_residual": _strided(lambda a: a.get("filters")),
     "bottleneck_residual": _strided(lambda a: a.get("filters") * a.get("expansion", 4)),
     "vgg_stage": _vgg_stage,

@@ -275,3 +275,64 @@ def resolver_limits():
     from blockspec.builder.load import DEFAULT_LIMITS
 
     return DEFAULT_LIMITS
+
+
+BLOCK_CASES = {
+    "resnet_v2_stack": "{filters: 4, blocks: 2, strides: 2}",
+    "mbconv_stage": "{filters: 8, repeats: 2, strides: 2, kernel: 5}",
+    "efficientnetv2_stage": "{filters: 8, repeats: 2, strides: 2, fused: true}",
+    "inverted_residual": "{filters: 10, strides: 2, alpha: 0.75}",
+    "mobilenet_v3_unit": "{filters: 10, expansion: 3, strides: 2, kernel: 5, block_id: 1, "
+    "alpha: 0.75, se_ratio: 0.25}",
+    "nasnet_reduction_cell": "{filters: 4}",
+    "nasnet_normal_cell": "{filters: 8}",
+    "convnext_stage": "{filters: 8, blocks: 1}",
+    "inception": "{c1: 2, c3r: 2, c3: 3, c5r: 2, c5: 4, pool_proj: 5}",
+    "depthwise_separable": "{filters: 8, strides: 2, alpha: 0.5}",
+    "factorized_conv": "{filters: 4, kernel: 5, mode: stack3, strides: 2, padding: valid}",
+    "mlpconv": "{filters: [4, 5], kernel: 3, strides: 2}",
+}
+
+
+@pytest.mark.parametrize("side", [15, 16])
+@pytest.mark.parametrize("block", sorted(BLOCK_CASES))
+def test_each_built_in_blocks_shape_rule_agrees_with_keras(block, side, tmp_path):
+    """The built-in Python blocks declare shape rules too: `validate` knows `in_channels` after
+    them, and the shape it infers is the one Keras builds, on odd and even sides."""
+    from zoo_fixtures import shapes_only
+
+    from blockspec.builder.compile import compile_spec
+    from blockspec.builder.load import load_document
+    from blockspec.builder.resolve.core import Resolver
+    from blockspec.builder.spaces import DefaultChooser
+
+    body = f"network:\n  - {block}: {BLOCK_CASES[block]}\n    name: b\n  - dense: $in_channels\n"
+    if block.startswith("nasnet"):  # a cell reads the last two: `from: [x, p]`
+        body = body.replace(
+            "network:\n",
+            "network:\n  - conv: {filters: 6, kernel: 1}\n    name: p\n"
+            "  - conv: {filters: 8, kernel: 1}\n    name: x\n",
+        ).replace("    name: b\n", "    name: b\n    from: [x, p]\n")
+    path = write(tmp_path, body, f"spec: 1\ninput: [{side}, {side}, 8]\n")
+    resolver = Resolver(load_document(path), DefaultChooser(), resolver_limits())
+    spec = resolver.run()
+    inferred = resolver.shapes["b"]
+    assert inferred is not None and None not in inferred
+    assert spec.network[-1].args["units"] == inferred[-1]  # known to validate, not deferred
+    tensors = shapes_only(lambda: dict(compile_spec(spec).tensors))
+    assert inferred == tuple(tensors["b"].shape[1:])
+
+
+def test_every_built_in_step_type_has_a_shape_rule():
+    """What the reference says: after any built-in step `validate` knows the shape."""
+    import blockspec.blocks  # noqa: F401  (registers the built-in types)
+    from blockspec.builder import registry
+    from blockspec.builder.shape_rules import RULES
+
+    built_in = [e for e in registry.all_types().values() if e.source.startswith("blockspec.")]
+    missing = [
+        e.name
+        for e in built_in
+        if e.kind != "combinator" and e.name not in RULES and "shape" not in e.extra
+    ]
+    assert len(built_in) > 50 and missing == []

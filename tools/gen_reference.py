@@ -330,12 +330,11 @@ written where the block is used, that is the block's input; a default in the blo
 such as `channels: $in_channels` is the block's input too. Under `repeat` each repetition reads
 its own input; a step reading several tensors reads the first's.
 
-`validate` infers shapes in pure Python: every layer type above, the blocks `conv_bn`,
-`basic_residual`, `bottleneck_residual`, `vgg_stage`, `dense_block`, `dense_transition`,
-`classifier`, `aux_classifier`, the combinators and user blocks have a shape rule (a step type
-declares one beside its arguments: `register(..., extra={"shape": rule})`, see
-`builder/shape_rules.py`). After a step without one (another built-in block, a raw Keras
-class), an argument that reads `in_*` is evaluated when the model is built, and a refusal
+`validate` infers shapes in pure Python: every layer type above, every built-in block, the
+combinators and user blocks have a shape rule (a step type declares one beside its
+arguments: `register(..., extra={"shape": rule})`, see `builder/shape_rules.py`). After a
+step without one (a raw Keras class such as `Conv2DTranspose`, a Python block registered
+without a rule), an argument that reads `in_*` is evaluated when the model is built, and a refusal
 still names where it was written. A step key that shapes the network (`repeat`, `when`,
 `name`, `from`, `trainable`) cannot wait: `validate` refuses it there. An axis the input does
 not have (`in_length` of an image) is refused with the input's shape.
