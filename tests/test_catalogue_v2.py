@@ -74,15 +74,15 @@ def test_same_outputs_as_keras_applications(application, kwargs, spec, overrides
 
 # keras.applications model, spec, input side, tensors, of which loaded by name
 WEIGHT_FILES = [
-    # keras names 43 of its 449 layers with weights; the spec's units (user blocks, whose step
-    # names are scoped) give `block35_1_ac_conv` for keras' `block35_1_conv`, so only conv_7b,
-    # conv_7b_bn and predictions (6 tensors) match by name: the rest load by structure
+    # keras names 43 of its 449 layers with weights, and the spec gives those 43 keras' names
+    # (`block35_1_conv`, ..., conv_7b, conv_7b_bn, predictions: 86 tensors load by name); the
+    # branches' `conv2d_N` / `batch_normalization_N` load by structure
     pytest.param(
         "InceptionResNetV2",
         "inception_resnet_v2",
         75,
         898,
-        6,
+        86,
         id="InceptionResNetV2",
         marks=pytest.mark.slow,
     ),
