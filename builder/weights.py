@@ -113,6 +113,7 @@ class _Entry:
     name: str | None
     kind: str | None
     tensors: list[Any]  # h5py datasets in a file, variables in a model
+    parts: list[_Entry] = field(default_factory=list)  # a nested model's layers, in a legacy file
 
     @property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -238,8 +239,22 @@ def _legacy_entries(group: Any) -> list[_Entry]:
         layer = group[name]
         names = [_text(w) for w in layer.attrs.get("weight_names", [])]
         if names:
-            out.append(_Entry(name, None, [layer[w] for w in names]))
+            out.append(_Entry(name, None, [layer[w] for w in names], _nested(layer, names)))
     return out
+
+
+def _nested(layer: Any, names: list[str]) -> list[_Entry]:
+    """A nested model's layers in its legacy group (ConvNeXt's stem `Sequential`), one entry per
+    layer that owns a weight (`stem/stem_conv/kernel:0` -> `stem_conv`); [] for a plain layer."""
+    owners: dict[str, list[Any]] = {}
+    for weight in names:
+        parts = weight.split("/")
+        if len(parts) < 3:  # `layer/kernel:0`: the layer's own
+            return []
+        owners.setdefault(parts[-2], []).append(layer[weight])
+    if len(owners) < 2:
+        return []
+    return [_Entry(owner, None, tensors) for owner, tensors in owners.items()]
 
 
 def _keras3_entries(group: Any) -> list[_Entry]:
@@ -278,6 +293,7 @@ class _Plan:
 def _plan(targets: list[_Entry], sources: list[_Entry], by_order: bool) -> _Plan:
     """Pairs model layers with file layers: same name first, then the rest by structure."""
     plan = _Plan()
+    sources = _split_nested(sources, {t.name for t in targets})
     named = {s.name: s for s in sources if s.name}
     used: set[int] = set()
     rest: list[_Entry] = []
@@ -295,6 +311,19 @@ def _plan(targets: list[_Entry], sources: list[_Entry], by_order: bool) -> _Plan
         plan.skipped += [Skipped(t.name, len(t.tensors), "not in the file") for t in rest]
     plan.unused = [s.name or "?" for s in left]
     return plan
+
+
+def _split_nested(sources: list[_Entry], target_names: set) -> list[_Entry]:
+    """A file's nested model whose layers the model has as its own layers (the spec writes
+    ConvNeXt's stem as two steps, keras as one `Sequential`) is read layer by layer."""
+    out: list[_Entry] = []
+    for source in sources:
+        own = source.name in target_names
+        if source.parts and not own and all(p.name in target_names for p in source.parts):
+            out += source.parts
+        else:
+            out.append(source)
+    return out
 
 
 def _align(plan: _Plan, targets: list[_Entry], sources: list[_Entry]) -> list[_Entry]:

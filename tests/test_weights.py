@@ -39,7 +39,7 @@ def save_legacy_h5(model, path) -> None:
         f.attrs["keras_version"] = b"2.2.4"
         for layer in model.layers:
             group = f.create_group(layer.name)
-            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            names = [f"{w.path}:0" for w in layer.weights]  # a nested model's: `stem/stem_conv/...`
             group.attrs["weight_names"] = [n.encode() for n in names]
             for name, w in zip(names, layer.weights, strict=True):
                 group.create_dataset(name, data=np.asarray(w))
