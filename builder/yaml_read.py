@@ -275,7 +275,8 @@ class _Converter:
         shown = format_path(path) if len(path) <= 12 else format_path(path[:12]) + "..."
         return SpecError(Problem(message, shown, _mark(self.file, node.start_mark)))
 
-    def convert(self, node, path: Path_, depth: int) -> Any:
+    def counted(self, node, path: Path_) -> None:
+        """One more value of the document (an alias or a merge key counts again): bounded."""
         self.count += 1
         if self.count > self.limits.max_nodes:
             raise self.fail(
@@ -284,6 +285,9 @@ class _Converter:
                 node,
                 path,
             )
+
+    def convert(self, node, path: Path_, depth: int) -> Any:
+        self.counted(node, path)
         if depth > self.limits.max_depth:
             raise self.fail(
                 f"nesting deeper than {self.limits.max_depth} levels: refused (limit)", node, path
@@ -383,14 +387,7 @@ class _Converter:
                         path,
                     )
                 for pair in _own_pairs(source) + self.merged_pairs(source, path, depth + 1):
-                    self.count += 1
-                    if self.count > self.limits.max_nodes:
-                        raise self.fail(
-                            f"the document expands to more than {self.limits.max_nodes} values "
-                            "(anchors, aliases and merge keys included): refused (limit)",
-                            source,
-                            path,
-                        )
+                    self.counted(source, path)
                     pairs.append(pair)
         return pairs
 

@@ -119,6 +119,15 @@ def _hostile(marker: Path) -> dict[str, tuple[str, str]]:
             + laughs,
             r"the document expands to more than 50000 values \(anchors and aliases included\)",
         ),
+        "merge_key_bomb": (  # each mapping merges the one before twice: 2**30 keys
+            f"{HEAD}network: [dense: 4]\nvars:\n  a0: &a0 {{k: 1, j: 2}}\n"
+            + "".join(f"  a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}]}}\n" for i in range(1, 31)),
+            r"the document expands to more than 50000 values \(anchors and aliases included\)",
+        ),
+        "recursive_merge_key": (
+            f"{HEAD}network: [dense: 4]\nvars:\n  x: &x {{<<: *x}}\n",
+            r"merge keys nest deeper than 64 levels: refused \(limit\)",
+        ),
         "recursive_alias": (
             f"{HEAD}network: [dense: 4]\nvars:\n  x: &x [*x, *x]\n",
             r"nesting deeper than 64 levels: refused \(limit\)",
