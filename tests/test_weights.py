@@ -65,8 +65,8 @@ def small(tmp_path_factory):
 
 @pytest.mark.slow
 def test_resnet50_takes_keras_applications_legacy_h5(tmp_path):
-    """The zoo's resnet50 names its block layers differently from keras.applications; the file
-    loads all the same (by structure) and the two models compute the same."""
+    """The zoo's resnet50 has keras.applications' layer names: its legacy file loads by name,
+    and the two models compute the same."""
     app = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
     randomize(app)
     path = tmp_path / "r50.h5"
@@ -78,7 +78,7 @@ def test_resnet50_takes_keras_applications_legacy_h5(tmp_path):
     report = load_weights(zoo, path)
     assert (report.loaded, report.total, report.skipped) == (320, 320, [])
     assert report.sha256 == file_sha256(path) and len(report.sha256) == 64
-    assert report.pairs["conv2_1_1_conv"] == "conv2_block1_1_conv"
+    assert report.by_order == 0 and report.pairs["conv2_block1_1_conv"] == "conv2_block1_1_conv"
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     features = [
         np.asarray(keras.Model(reference.input, reference.get_layer("avg_pool").output)(x)),
