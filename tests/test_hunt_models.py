@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from test_roundtrip import round_trip
 
+from blockspec import build_model
 from blockspec.builder import resolve_spec
+from blockspec.builder.errors import SpecError
 
 
 def write(tmp_path, text: str, name: str = "net.yaml") -> str:
@@ -39,3 +42,23 @@ def test_render_keeps_defaults_of_auto_shortcut_projections(tmp_path):
     assert original == again
     names = [row[0] for row in original[0]]
     assert len([n for n in names if n.endswith("_shortcut_conv")]) == 2  # the middle one: identity
+
+
+def test_auto_shortcut_on_a_sequence_is_refused_located(tmp_path):
+    # The `auto` projection is a 2D conv: on a sequence, Keras' "expected min_ndim=4" came out
+    # with no file, line or spec path (`<spec>`), the projection steps carrying no location.
+    path = write(
+        tmp_path,
+        """
+        spec: 1
+        input: [20, 6]
+        network:
+          - dense: 16
+          - residual: {body: [dense: 32]}
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        build_model(path)
+    message = str(info.value)
+    assert "net.yaml:6:5  network[1].residual" in message
+    assert "give `shortcut` explicitly" in message and "(None, 20, 16)" in message
