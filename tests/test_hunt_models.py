@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+import keras
 import pytest
 from test_roundtrip import round_trip
 
@@ -62,3 +63,32 @@ def test_auto_shortcut_on_a_sequence_is_refused_located(tmp_path):
     message = str(info.value)
     assert "net.yaml:6:5  network[1].residual" in message
     assert "give `shortcut` explicitly" in message and "(None, 20, 16)" in message
+
+
+@pytest.mark.slow
+def test_resume_inside_a_stage_says_which_batch_norms_stay_frozen(tmp_path, capsys):
+    # Resumed inside stage 2 (not at its start), the stage line lost "1 of them batch norms kept
+    # in inference mode" that the uninterrupted run printed: the same layers, told otherwise.
+    from test_stages import SPEC, TWO_STAGES
+
+    from blockspec.training import trainer
+
+    path = tmp_path / "staged.yaml"
+    path.write_text(SPEC + TWO_STAGES)
+    resolved = resolve_spec(str(path))
+
+    class StopInsideStageTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after the checkpoint of epoch 2 (the first of stage 2)
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(resolved, tmp_path / "run", callbacks=[StopInsideStageTwo()], verbose=0)
+    capsys.readouterr()
+    trainer.train(resolved, tmp_path / "run", resume=True, verbose=0)
+    text = capsys.readouterr().out
+    assert "after epoch 2 of 3" in text
+    assert (
+        "Stage 2 of 2: epochs 2-3, training every step (1 of 6 layers frozen, 1 of them batch "
+        "norms kept in inference mode)" in text
+    ), text
