@@ -130,3 +130,52 @@ def test_a_model_of_two_inputs_exports_and_agrees(tmp_path, format, quantize):
     assert result.examples == 64 and result.split == "generated"
     assert set(result.difference) == {"main"}
     assert result.difference["main"] < (0.05 if quantize else 1e-5)
+
+
+def test_rendered_and_run_specs_keep_weights_and_backbone_files_findable(tmp_path):
+    # `render` dropped the top-level `weights`/`weights_strict`; a backbone's `spec`, and the
+    # `weights` paths, stayed relative to the spec's folder in what `render` prints and in the
+    # document a run folder keeps as `spec.yaml`: neither validated anywhere else.
+    import yaml
+
+    from blockspec.views.render import render
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "run_here").mkdir()
+    write(
+        tmp_path,
+        """
+        spec: 1
+        input: [8, 8, 3]
+        network:
+          - conv: {filters: 4, kernel: 3}
+            name: c1
+          - dense: 2
+        """,
+        "nets/other.yaml",
+    )
+    path = write(
+        tmp_path,
+        """
+        spec: 1
+        input: [8, 8, 3]
+        weights: ../w/model.keras
+        weights_strict: true
+        network:
+          - backbone: {spec: ../nets/other.yaml, until: c1, weights: ../w/bb.weights.h5}
+          - global_avg_pool: {}
+        """,
+        "run_here/net.yaml",
+    )
+    resolved = resolve_spec(path)
+    printed = yaml.safe_load(render(resolved))
+    assert printed["weights"] == str(tmp_path / "run_here/../w/model.keras")
+    assert printed["weights_strict"] is True
+    backbone = printed["network"][0]["backbone"]
+    assert backbone["spec"] == str(tmp_path / "nets/other.yaml")
+    assert backbone["weights"] == str(tmp_path / "run_here/../w/bb.weights.h5")
+    kept = tmp_path / "elsewhere.yaml"  # what a run folder keeps, read from another folder
+    kept.write_text(yaml.safe_dump(resolved.document, sort_keys=False))
+    again = resolve_spec(str(kept))
+    assert again.weights == resolved.weights
+    assert [s.name for s in again.network[0].children[0]] == ["c1"]

@@ -112,6 +112,10 @@ def render(spec: ResolvedSpec) -> str:
         doc["input"] = list(spec.inputs[0].shape)
     else:
         doc["inputs"] = {i.name: {"shape": list(i.shape), "dtype": i.dtype} for i in spec.inputs}
+    if spec.weights is not None:  # absolute, as the resolver made it
+        doc["weights"] = spec.weights
+    if spec.weights_strict:
+        doc["weights_strict"] = True
     network = []
     for index, step in enumerate(spec.network):
         item = _step(step, ("",), settled)
