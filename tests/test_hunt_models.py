@@ -179,3 +179,19 @@ def test_rendered_and_run_specs_keep_weights_and_backbone_files_findable(tmp_pat
     again = resolve_spec(str(kept))
     assert again.weights == resolved.weights
     assert [s.name for s in again.network[0].children[0]] == ["c1"]
+
+
+def test_imagenet_without_a_cache_folder_says_where_to_put_the_file(tmp_path, monkeypatch):
+    # The default cache folder came from `keras.config.keras_home()`, which Keras 3.15 lacks:
+    # `--weights imagenet` was an AttributeError traceback instead of the offline message.
+    from blockspec.builder import spec_weights
+    from blockspec.builder.weights import WeightsError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setattr(spec_weights, "IMAGENET_TABLE", tmp_path / "table.json")
+    (tmp_path / "table.json").write_text(
+        '{"net": {"base": "http://127.0.0.1:9/", "top": ["net.h5", "' + "0" * 32 + '"]}}'
+    )
+    with pytest.raises(WeightsError) as info:
+        spec_weights.imagenet_weights("net")
+    assert f"Put the file at {tmp_path / 'kh' / 'models' / 'net.h5'}" in str(info.value)
