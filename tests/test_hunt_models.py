@@ -195,3 +195,25 @@ def test_imagenet_without_a_cache_folder_says_where_to_put_the_file(tmp_path, mo
     with pytest.raises(WeightsError) as info:
         spec_weights.imagenet_weights("net")
     assert f"Put the file at {tmp_path / 'kh' / 'models' / 'net.h5'}" in str(info.value)
+
+
+def test_diff_of_specs_with_expressions_left_for_the_build(tmp_path):
+    # `in_channels` after a raw Keras class is evaluated when built; `diff` met those values
+    # while printing (json: "Deferred is not JSON serializable", a traceback) and called the
+    # same expression in both specs a change.
+    from blockspec.views.diff import diff_specs
+
+    text = """
+        spec: 1
+        input: [8, 8, 3]
+        network:
+          - Conv2DTranspose: {filters: 6, kernel_size: 2, strides: 2}
+          - conv: {filters: "${in_channels // 2}", kernel: 1}
+          - conv: {filters: %d, kernel: 1}
+        """
+    a = resolve_spec(write(tmp_path, text % 4, "a.yaml"))
+    b = resolve_spec(write(tmp_path, text.replace("// 2", "// 3") % 5, "b.yaml"))
+    assert diff_specs(a, a).same
+    lines = [line for change in diff_specs(a, b).changes for line in change.lines()]
+    assert "~ conv_1.filters: ${in_channels // 2} -> ${in_channels // 3}" in lines
+    assert "~ conv_2.filters: 4 -> 5" in lines
