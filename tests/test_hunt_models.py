@@ -217,3 +217,55 @@ def test_diff_of_specs_with_expressions_left_for_the_build(tmp_path):
     lines = [line for change in diff_specs(a, b).changes for line in change.lines()]
     assert "~ conv_1.filters: ${in_channels // 2} -> ${in_channels // 3}" in lines
     assert "~ conv_2.filters: 4 -> 5" in lines
+
+
+KERAS_CASES = [
+    ("Conv2DTranspose", {"filters": 6, "kernel_size": 3, "strides": 2}, (7, 8, 3)),
+    ("Conv2DTranspose", {"filters": 6, "kernel_size": 3, "strides": 2, "padding": "same"}, (7, 8, 3)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": [2, 3], "strides": [2, 1], "output_padding": [1, 0]}, (5, 6, 3)),
+    ("Conv2DTranspose", {"filters": 2, "kernel_size": 3, "dilation_rate": 2}, (5, 6, 3)),
+    ("Conv2DTranspose", {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same", "output_padding": 1}, (5, 6, 3)),
+    ("Conv1DTranspose", {"filters": 3, "kernel_size": 5, "strides": 3}, (9, 2)),
+    ("Conv3DTranspose", {"filters": 3, "kernel_size": 2, "strides": 2}, (3, 4, 5, 2)),
+    ("UpSampling2D", {"size": [2, 3]}, (5, 7, 4)),
+    ("UpSampling1D", {}, (5, 4)),
+    ("UpSampling3D", {"size": 2}, (2, 3, 4, 1)),
+    ("Conv2D", {"filters": 5, "kernel_size": 3, "strides": 2}, (9, 10, 3)),
+    ("Conv1D", {"filters": 5, "kernel_size": 4, "padding": "same", "strides": 3}, (11, 3)),
+    ("MaxPooling2D", {"pool_size": 3, "strides": 2}, (9, 10, 3)),
+    ("AveragePooling2D", {"pool_size": [2, 3], "padding": "same"}, (9, 10, 3)),
+    ("MaxPooling2D", {}, (9, 10, 3)),
+    ("GlobalAveragePooling2D", {"keepdims": True}, (9, 10, 3)),
+    ("Dense", {"units": 7}, (9, 3)),
+    ("BatchNormalization", {}, (9, 10, 3)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, args, shape", KERAS_CASES)
+def test_shape_rules_of_raw_keras_classes_agree_with_keras(name, args, shape):
+    # After a raw Keras class (a U-Net's `Conv2DTranspose`) `validate` knew no shape, so
+    # `repeat`, `when` or `name` reading `in_*` after it were refused; the common classes now
+    # have rules, each as Keras computes it.
+    from blockspec.builder.shape_rules import output_shape
+
+    layer = getattr(keras.layers, name)(**args)
+    expected = tuple(layer.compute_output_shape((None, *shape))[1:])
+    assert output_shape(name, args, [shape]) == expected
+
+
+def test_in_shape_names_after_a_transposed_convolution_validate(tmp_path):
+    spec = resolve_spec(
+        write(
+            tmp_path,
+            """
+            spec: 1
+            input: [8, 8, 3]
+            network:
+              - Conv2DTranspose: {filters: 6, kernel_size: 2, strides: 2}
+              - conv: {filters: 4, kernel: 1}
+                repeat: "${in_height // 8}"
+                name: up${i}
+            """,
+        )
+    )
+    assert [s.name for s in spec.network] == ["Conv2DTranspose", "up0", "up1"]
