@@ -198,7 +198,7 @@ def test_imagenet_without_a_cache_folder_says_where_to_put_the_file(tmp_path, mo
 
 
 def test_diff_of_specs_with_expressions_left_for_the_build(tmp_path):
-    # `in_channels` after a raw Keras class is evaluated when built; `diff` met those values
+    # `in_channels` after a step without a shape rule is evaluated when built; `diff` met those values
     # while printing (json: "Deferred is not JSON serializable", a traceback) and called the
     # same expression in both specs a change.
     from blockspec.views.diff import diff_specs
@@ -207,7 +207,7 @@ def test_diff_of_specs_with_expressions_left_for_the_build(tmp_path):
         spec: 1
         input: [8, 8, 3]
         network:
-          - Conv2DTranspose: {filters: 6, kernel_size: 2, strides: 2}
+          - SeparableConv2D: {filters: 6, kernel_size: 2, strides: 2}
           - conv: {filters: "${in_channels // 2}", kernel: 1}
           - conv: {filters: %d, kernel: 1}
         """
