@@ -269,3 +269,20 @@ def test_in_shape_names_after_a_transposed_convolution_validate(tmp_path):
         )
     )
     assert [s.name for s in spec.network] == ["Conv2DTranspose", "up0", "up1"]
+
+
+def test_export_to_a_place_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    # `-o` under a file (or a read-only folder) raised FileExistsError/FileNotFoundError from
+    # mkdir/mkdtemp: a traceback, before the export's own error handling.
+    from blockspec import cli
+
+    model = build_model(write(tmp_path, TWO_INPUTS), inference=True)
+    model.save(tmp_path / "two.keras")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = cli.main(
+        ["export", str(tmp_path / "two.keras"), "--format", "onnx", "-o", str(blocker / "x.onnx")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot write {blocker / 'x.onnx'}" in err and "Traceback" not in err

@@ -296,8 +296,11 @@ def _default_path(source: Path, run: dict | None, format: str, quantize: str | N
 
 def _write(model: Any, format: str, path: Path, quantize: str | None, data: _Data) -> None:
     """Keras' own exporters, into a temporary path moved into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:  # a folder that cannot be made or written (read-only, a file in the way)
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
     target = temporary / ("model" + SUFFIX[format])
     keras_format = "tf_saved_model" if format == "saved_model" else format
     model(_rows(data.x, 0, 1), training=False)  # Keras' ONNX export refuses a model never called
