@@ -286,3 +286,20 @@ def test_export_to_a_place_that_cannot_be_written_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot write {blocker / 'x.onnx'}" in err and "Traceback" not in err
+
+
+def test_build_of_a_feature_extractor_without_train_or_loss(tmp_path, capsys):
+    # `build` refused a network ending in a feature map for "the default loss", though the spec
+    # says nothing of training: a backbone could not be built and saved to start another from.
+    from blockspec import cli
+
+    path = write(
+        tmp_path, "spec: 1\ninput: [8, 8, 3]\nnetwork:\n  - conv: {filters: 2, kernel: 3}\n"
+    )
+    saved = tmp_path / "features.keras"
+    assert cli.main(["build", path, "--save", str(saved)]) == 0
+    assert saved.is_file()
+    with open(path, "a") as f:  # with a `train` section the default loss applies again
+        f.write("train: {epochs: 1}\n")
+    assert cli.main(["build", path]) == 2
+    assert "(the default loss)" in capsys.readouterr().err
