@@ -265,7 +265,10 @@ def cmd_build(args) -> int:
     from blockspec.builder.shapes import output_problems
 
     shapes = {o.name: tuple(built.tensors[o.source].shape) for o in resolved.outputs}
-    problems = output_problems(resolved, shapes)
+    # A spec that says nothing of training (a feature extractor, a backbone to save) is not
+    # held to the default loss; `train` and `tune` check it before they start.
+    trained = resolved.train or any(o.loss is not None for o in resolved.outputs)
+    problems = output_problems(resolved, shapes) if trained else []
     if problems:
         raise SpecError(problems)
     _load_weights(built.model, resolved, args)

@@ -50,8 +50,14 @@ def build_residual(ctx, step, x):
         stride = _total_stride(x.shape, body.shape, step)
         conv, bn = step.children[1]
         # The projection's width and stride come from the shapes: a copy, the spec stays as resolved.
-        conv = replace(conv, args={**conv.args, "filters": int(body.shape[-1]), "strides": stride})
-        shortcut = ctx.build_steps([conv, bn], x)
+        # It is written nowhere: a refusal of it names the residual.
+        conv = replace(
+            conv,
+            args={**conv.args, "filters": int(body.shape[-1]), "strides": stride},
+            path=step.path,
+            mark=step.mark,
+        )
+        shortcut = ctx.build_steps([conv, replace(bn, path=step.path, mark=step.mark)], x)
     else:
         shortcut = ctx.build_steps(step.children[1], x)
     if mode != "none":
@@ -63,6 +69,12 @@ def build_residual(ctx, step, x):
 
 def _total_stride(in_shape, out_shape, step) -> int | list[int]:
     spatial_in, spatial_out = in_shape[1:-1], out_shape[1:-1]
+    if len(in_shape) == len(out_shape) != 4:  # the projection is a `conv` (2D): images only
+        raise ShapeError(
+            f"the `auto` shortcut projects images (a 1x1 `conv`); the body changes a shape of "
+            f"rank {len(in_shape) - 1}: give `shortcut` explicitly (a list of steps, or none). "
+            f"Received: input {tuple(in_shape)}, body output {tuple(out_shape)}"
+        )
     if len(spatial_in) != len(spatial_out):
         raise ShapeError(
             f"residual body changes the rank of its input; give `shortcut` explicitly. "

@@ -318,6 +318,102 @@ RULES: dict[str, Callable[[list, dict], Shape | None]] = {
 }  # fmt: skip
 
 
+def _transposed(rank: int):
+    """Keras' `ConvNDTranspose` (its `compute_conv_transpose_output_shape`)."""
+
+    def length(n, kernel, stride, padding, output_padding, dilation):
+        if not all(_known(v) for v in (n, kernel, stride, dilation)) or padding not in (
+            "valid",
+            "same",
+        ):
+            return None
+        kernel = (kernel - 1) * dilation + 1
+        if padding == "valid":
+            extra = max(kernel, stride) - kernel if output_padding is None else output_padding
+            return (n - 1) * stride + kernel + extra
+        return (
+            n * stride if output_padding is None else (n - 1) * stride + kernel % 2 + output_padding
+        )
+
+    def rule(shapes: list, args: dict) -> Shape | None:
+        shape = shapes[0]
+        if shape is None or len(shape) != rank + 1 or _channels_first(args):
+            return None
+        padding = args.get("output_padding")
+        spatial = [
+            length(n, k, s, args.get("padding", "valid"), p, d)
+            for n, k, s, p, d in zip(
+                shape[:-1],
+                _pair(args.get("kernel_size"), rank),
+                _pair(args.get("strides", 1), rank),
+                [None] * rank if padding is None else _pair(padding, rank),
+                _pair(args.get("dilation_rate", 1), rank),
+                strict=True,
+            )
+        ]
+        return (*spatial, args.get("filters"))
+
+    return rule
+
+
+def _upsampling(rank: int):
+    """Keras' `UpSamplingND` (1D: `size` on the length)."""
+
+    def rule(shapes: list, args: dict) -> Shape | None:
+        shape = shapes[0]
+        if shape is None or len(shape) != rank + 1 or _channels_first(args):
+            return None
+        sizes = _pair(args.get("size", 2), rank)
+        spatial = [
+            n * f if _known(n) and _known(f) else None
+            for n, f in zip(shape[:-1], sizes, strict=True)
+        ]
+        return (*spatial, shape[-1])
+
+    return rule
+
+
+def _channels_first(args: dict) -> bool:
+    return args.get("data_format") not in (None, "channels_last")
+
+
+def _keras_names(rule: Callable, renamed: dict[str, str], defaults: dict | None = None):
+    """A short type's rule for the Keras class of that layer, written with Keras' names."""
+
+    def keras_rule(shapes: list, args: dict) -> Shape | None:
+        if _channels_first(args):
+            return None
+        given = {renamed.get(k, k): v for k, v in args.items()}
+        return rule(shapes, {**(defaults or {}), **given})
+
+    return keras_rule
+
+
+# Any `keras.layers` class written by its name (`Conv2DTranspose: {...}`): the common ones.
+KERAS_RULES: dict[str, Callable] = {
+    "Conv1DTranspose": _transposed(1),
+    "Conv2DTranspose": _transposed(2),
+    "Conv3DTranspose": _transposed(3),
+    "UpSampling1D": _upsampling(1),
+    "UpSampling2D": _upsampling(2),
+    "UpSampling3D": _upsampling(3),
+    "Conv1D": _keras_names(_conv_rule(1, _filters), {"kernel_size": "kernel"}),
+    "Conv2D": _keras_names(_conv_rule(2, _filters), {"kernel_size": "kernel"}),
+    "Conv3D": _keras_names(_conv_rule(3, _filters), {"kernel_size": "kernel"}),
+    "Dense": _last("units"),
+    "MaxPooling2D": _keras_names(_pool, {"pool_size": "size"}, {"size": 2}),
+    "AveragePooling2D": _keras_names(_pool, {"pool_size": "size"}, {"size": 2}),
+    "GlobalAveragePooling2D": _keras_names(_global_pool, {}),
+    "GlobalMaxPooling2D": _keras_names(_global_pool, {}),
+    **dict.fromkeys(
+        ("BatchNormalization", "LayerNormalization", "Dropout", "SpatialDropout2D",
+         "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"),
+        _same,
+    ),
+}  # fmt: skip
+RULES.update(KERAS_RULES)
+
+
 def output_shape(type_name: str, args: dict, shapes: list, rule: Callable | None = None) -> Any:
     """The output shape of a step of `type_name` reading `shapes`; None when it cannot be known.
 

@@ -10,6 +10,7 @@ is `builder.weights.load_weights`.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def fetch_file(file_name: str, url: str, md5: str, cache_dir: str | None = None)
     where to put the file by hand."""
     import keras
 
-    home = Path(cache_dir).expanduser() if cache_dir else Path(keras.config.keras_home())
+    home = Path(cache_dir).expanduser() if cache_dir else keras_home()
     target = home.expanduser() / "models" / file_name
     try:
         return Path(
@@ -73,6 +74,12 @@ def fetch_file(file_name: str, url: str, md5: str, cache_dir: str | None = None)
             f"cannot download {file_name} ({short_error(e)}): no network? "
             f"Put the file at {target} or pass --weights PATH"
         ) from e
+
+
+def keras_home() -> Path:
+    """Where `keras.utils.get_file` caches by default: `$KERAS_HOME`, else `~/.keras` (Keras 3
+    has no public function for it; `keras.config` has none in 3.15)."""
+    return Path(os.environ.get("KERAS_HOME") or Path("~/.keras")).expanduser()
 
 
 def weights_file(value: str | Path, spec_name: str | None = None, base_dir=None) -> Path:

@@ -302,7 +302,7 @@ def test_an_axis_out_of_range_is_refused_where_it_is_written(tmp_path):
     )
     # After a step `validate` has no shape rule for, the build refuses it, located at the step.
     spec = resolve(
-        tmp_path, "network: [Conv2DTranspose: {filters: 2, kernel_size: 1}, softmax: -5]\n"
+        tmp_path, "network: [SeparableConv2D: {filters: 2, kernel_size: 1}, softmax: -5]\n"
     )
     with pytest.raises(SpecError) as info:
         compile_spec(spec)

@@ -332,9 +332,12 @@ its own input; a step reading several tensors reads the first's.
 
 `validate` infers shapes in pure Python: every layer type above, every built-in block, the
 combinators and user blocks have a shape rule (a step type declares one beside its
-arguments: `register(..., extra={"shape": rule})`, see `builder/shape_rules.py`). After a
-step without one (a raw Keras class such as `Conv2DTranspose`, a Python block registered
-without a rule), an argument that reads `in_*` is evaluated when the model is built, and a refusal
+arguments: `register(..., extra={"shape": rule})`, see `builder/shape_rules.py`), and so do the
+common raw Keras classes (`Conv1DTranspose` to `Conv3DTranspose`, `UpSampling1D` to
+`UpSampling3D`, `Conv1D` to `Conv3D`, `Dense`, `MaxPooling2D`, `AveragePooling2D`, the global
+2D poolings, normalisations, dropouts and activations; `KERAS_RULES`). After a step without
+one (another raw Keras class such as `SeparableConv2D`, a Python block registered without a
+rule), an argument that reads `in_*` is evaluated when the model is built, and a refusal
 still names where it was written. A step key that shapes the network (`repeat`, `when`,
 `name`, `from`, `trainable`) cannot wait: `validate` refuses it there. An axis the input does
 not have (`in_length` of an image) is refused with the input's shape.

@@ -170,12 +170,13 @@ def export_model(
     start = time.perf_counter()
     _write(model, format, path, quantize, data)
     seconds = time.perf_counter() - start
-    runtime, run_exported = _reload(format, path)
+    runtime, run_exported = _reload(format, path, [t.name for t in model.inputs])
     expected = _batched(lambda x: _keras_outputs(model, x), data.x)
     got = _batched(run_exported, data.x)
     difference = {k: float(abs(expected[k] - got[k]).max()) for k in expected}
+    count = _count(data.x)
     result = Export(
-        path, format, quantize, runtime, len(data.x), data.split, difference, seconds, _size(path)
+        path, format, quantize, runtime, count, data.split, difference, seconds, _size(path)
     )
     if data.y is not None and run is not None:
         main = run.get("main_output") or next(iter(expected))
@@ -233,7 +234,7 @@ def _load_source(source: Path):
 
 @dataclass
 class _Data:
-    x: Any  # numpy inputs, as the model takes them
+    x: Any  # numpy inputs, as the model takes them (a list, one per input, for several)
     y: Any  # labels, or None
     split: str
     representative: Any  # numpy inputs for int8 calibration
@@ -244,10 +245,12 @@ def _inputs(model: Any, run: dict | None, count: int) -> _Data:
     import numpy as np
 
     if run is None:
-        shape = [d or 32 for d in model.inputs[0].shape[1:]]
         rng = np.random.default_rng(0)
-        dtype = model.inputs[0].dtype
-        x = rng.uniform(0, 1, (min(count, 64), *shape)).astype(dtype)
+        x = [
+            rng.uniform(0, 1, (min(count, 64), *[d or 32 for d in t.shape[1:]])).astype(t.dtype)
+            for t in model.inputs
+        ]
+        x = x[0] if len(x) == 1 else x  # a model of several inputs takes a list
         return _Data(x, None, "generated", x)
     from blockspec.training import data as data_lib
 
@@ -293,16 +296,22 @@ def _default_path(source: Path, run: dict | None, format: str, quantize: str | N
 
 def _write(model: Any, format: str, path: Path, quantize: str | None, data: _Data) -> None:
     """Keras' own exporters, into a temporary path moved into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:  # a folder that cannot be made or written (read-only, a file in the way)
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
     target = temporary / ("model" + SUFFIX[format])
     keras_format = "tf_saved_model" if format == "saved_model" else format
-    model(data.x[:1], training=False)  # Keras' ONNX export refuses a model never called
+    model(_rows(data.x, 0, 1), training=False)  # Keras' ONNX export refuses a model never called
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.export(
-                str(target), format=keras_format, verbose=False, **_options(quantize, data)
+                str(target),
+                format=keras_format,
+                verbose=False,
+                **_options(quantize, data, [t.name for t in model.inputs]),
             )
         if path.is_dir():
             shutil.rmtree(path)
@@ -315,7 +324,7 @@ def _write(model: Any, format: str, path: Path, quantize: str | None, data: _Dat
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _options(quantize: str | None, data: _Data) -> dict[str, Any]:
+def _options(quantize: str | None, data: _Data, names: list[str]) -> dict[str, Any]:
     """TFLite converter settings for `--quantize` (Keras' litert export passes them on)."""
     if quantize is None:
         return {}
@@ -327,15 +336,17 @@ def _options(quantize: str | None, data: _Data) -> dict[str, Any]:
             "target_spec": {"supported_types": [tf.float16]},
         }
 
-    def representative():
-        for example in data.representative:
-            yield [example[None].astype("float32")]
+    def representative():  # several inputs: by name (the converter's order is not the model's)
+        for i in range(_count(data.representative)):
+            example = [a.astype("float32") for a in _listed(_rows(data.representative, i, i + 1))]
+            yield example if len(example) == 1 else dict(zip(names, example, strict=True))
 
     return {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
 
 
-def _reload(format: str, path: Path):
-    """(runtime name, a function numpy batch -> {output name: numpy}) for what was written."""
+def _reload(format: str, path: Path, inputs: list[str]):
+    """(runtime name, a function numpy batch -> {output name: numpy}) for what was written;
+    `inputs`: the Keras model's input names, in its order (a batch of several is a list)."""
     import numpy as np
 
     if format == "saved_model":
@@ -347,13 +358,42 @@ def _reload(format: str, path: Path):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
+        keys = _feed_keys(inputs, [i.name for i in session.get_inputs()])
         names = [o.name for o in session.get_outputs()]
-        return "onnxruntime", lambda x: dict(zip(names, session.run(None, {name: x}), strict=True))
+
+        def run_onnx(x):
+            feed = dict(zip(keys, _listed(x), strict=True))
+            return dict(zip(names, session.run(None, feed), strict=True))
+
+        return "onnxruntime", run_onnx
     interpreter, runtime = _litert_interpreter(path)
     runner = interpreter.get_signature_runner()
-    key = next(iter(interpreter.get_signature_list()["serving_default"]["inputs"]))
-    return runtime, lambda x: {k: np.asarray(v) for k, v in runner(**{key: x}).items()}
+    keys = _feed_keys(inputs, list(interpreter.get_signature_list()["serving_default"]["inputs"]))
+
+    def run_litert(x):
+        feed = dict(zip(keys, _listed(x), strict=True))
+        return {k: np.asarray(v) for k, v in runner(**feed).items()}
+
+    return runtime, run_litert
+
+
+def _feed_keys(inputs: list[str], runtime: list[str]) -> list[str]:
+    """The runtime's input names in the Keras model's input order: by name where the runtime
+    kept the Keras names, else in the runtime's order."""
+    return inputs if sorted(inputs) == sorted(runtime) else runtime
+
+
+def _listed(x: Any) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def _rows(x: Any, start: int, stop: int) -> Any:
+    """Examples `start` to `stop` of a batch (of each input's, for several)."""
+    return [a[start:stop] for a in x] if isinstance(x, list) else x[start:stop]
+
+
+def _count(x: Any) -> int:
+    return len(x[0]) if isinstance(x, list) else len(x)
 
 
 def _litert_interpreter(path: Path):
@@ -387,7 +427,7 @@ def _as_dict(y: Any, np: Any) -> dict[str, Any]:
 def _batched(fn, x: Any, batch: int = 64) -> dict[str, Any]:
     import numpy as np
 
-    parts = [fn(x[i : i + batch]) for i in range(0, len(x), batch)]
+    parts = [fn(_rows(x, i, i + batch)) for i in range(0, _count(x), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -100,6 +100,7 @@ class Stager:
         self.stages = stages_of(setup.cfg, setup.resolved)
         self.kept = {id(layer) for layer in leaf_layers(setup.model) if not layer.trainable}
         self.current: int | None = None
+        self.counts = (0, 0)  # (layers frozen, batch norms kept) as the current stage set them
 
     @property
     def staged(self) -> bool:
@@ -111,6 +112,7 @@ class Stager:
         setup, stage = self.setup, self.stages[index]
         earlier = tuple(p for before in self.stages[:index] for p in before.freeze)
         frozen, kept_bn = freeze(setup.model, setup.resolved, stage.freeze, self.kept, earlier)
+        self.counts = (frozen, kept_bn)
         cfg = {**setup.cfg, "optimizer": {stage.optimizer.name: dict(stage.optimizer.args)}}
         steps = setup.pipes.steps_per_epoch
         with setup.strategy.scope():
@@ -155,9 +157,8 @@ class Stager:
                 continue
             if index != self.current:
                 self.enter(index)
-            elif self.staged or stage.freeze:
-                frozen = sum(not layer.trainable for layer in leaf_layers(self.setup.model))
-                print(self.line(index, frozen), flush=True)
+            elif self.staged or stage.freeze:  # resumed inside it: entered quietly, told now
+                print(self.line(index, *self.counts), flush=True)
             fit_epochs(max(initial_epoch, stage.first_epoch), stage.end)
             if self.setup.model.stop_training:
                 return

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from blockspec.builder import registry
+from blockspec.builder.lazy import Deferred
 from blockspec.builder.spec import ResolvedSpec, Step
 from blockspec.views import spaces
 from blockspec.views.render import render
@@ -208,6 +209,9 @@ def _compare(a: Any, b: Any, path: str, out: list[Change]) -> None:
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for index, (x, y) in enumerate(zip(a, b, strict=True)):
             _compare(x, y, _join(path, index), out)
+    elif isinstance(a, Deferred) or isinstance(b, Deferred):  # an `in_*` expression: as written
+        if repr(a) != repr(b):
+            out.append(Change("changed", path, a=a, b=b))
     elif a != b or type(a) is not type(b):
         out.append(Change("changed", path, a=a, b=b))
 
@@ -225,7 +229,19 @@ def _brief(step: Step) -> str:
     return f"{kind} {_flow(args)}" if args else kind
 
 
+def _written(value: Any) -> Any:
+    """`value` with each `in_*` expression `validate` left for the build as its text."""
+    if isinstance(value, Deferred):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _written(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_written(v) for v in value]
+    return value
+
+
 def _flow(value: Any) -> str:
+    value = _written(value)
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False)
     return text.strip().removesuffix("...").strip()
 
@@ -237,6 +253,8 @@ def _short(value: Any, limit: int = 160) -> str:
         text = _flow(value)
     elif isinstance(value, str):
         text = value
+    elif isinstance(value, Deferred):
+        text = repr(value)
     else:
         text = json.dumps(value)
     return _cut(text, limit)

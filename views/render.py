@@ -6,8 +6,9 @@ from typing import Any
 
 import yaml
 
+from blockspec.builder import registry
 from blockspec.builder.lazy import Deferred, contains_deferred
-from blockspec.builder.spec import ResolvedSpec, Step
+from blockspec.builder.spec import ResolvedSpec, Step, walk
 
 
 class _Dumper(yaml.SafeDumper):
@@ -78,6 +79,8 @@ def _combinator(step: Step, scopes: tuple, settled: dict[int, Any]) -> dict[str,
         out: dict[str, Any] = {"body": steps(step.children[0], step.name)}
         if args["shortcut"] == "steps":
             out["shortcut"] = steps(step.children[1], f"{step.name}_shortcut")
+        elif id(step) in settled:  # an `auto` projection that `defaults` changed: written out
+            out["shortcut"] = settled[id(step)]
         else:
             out["shortcut"] = args["shortcut"]
         out["merge"] = args["merge"]
@@ -109,6 +112,10 @@ def render(spec: ResolvedSpec) -> str:
         doc["input"] = list(spec.inputs[0].shape)
     else:
         doc["inputs"] = {i.name: {"shape": list(i.shape), "dtype": i.dtype} for i in spec.inputs}
+    if spec.weights is not None:  # absolute, as the resolver made it
+        doc["weights"] = spec.weights
+    if spec.weights_strict:
+        doc["weights_strict"] = True
     network = []
     for index, step in enumerate(spec.network):
         item = _step(step, ("",), settled)
@@ -139,14 +146,50 @@ def render(spec: ResolvedSpec) -> str:
 
 
 def _settled(spec: ResolvedSpec) -> dict[int, Any]:
-    """The deferred values of `spec` as built (by id); empty, and nothing built, if it has none."""
+    """What only the build knows, by id; empty, and nothing built, if nothing needs it.
+
+    The deferred values of `spec` as built, and for each `auto` shortcut whose projection
+    `defaults` changed (`defaults: {conv: {use_bias: false}}`), the shortcut it became: written
+    as `auto`, it would be read again without those defaults (the rendered spec has none).
+    """
 
     def deferred(steps: list[Step]) -> bool:
         return any(contains_deferred(s.args) or any(deferred(c) for c in s.children) for s in steps)
 
-    if not deferred(spec.network):
+    changed = [s for s in walk(spec.network) if _changed_auto(s)]
+    if not deferred(spec.network) and not changed:
         return {}
     from blockspec.builder.compile import _build_graph, _deferred_weights
 
     with _deferred_weights(allocate=False):
-        return _build_graph(spec).settled
+        built = _build_graph(spec)
+    settled = dict(built.settled)
+    for step in changed:
+        conv, bn = step.children[1]
+        tensor = built.tensors.get(conv.name)
+        if tensor is None:  # the shapes matched: `auto` was the identity
+            settled[id(step)] = "identity"
+            continue
+        layer = tensor._keras_history[0]  # the Conv2D that made the projection
+        strides = list(layer.strides)
+        conv_args = {**conv.args, "filters": layer.filters}
+        conv_args["strides"] = strides[0] if len(set(strides)) == 1 else strides
+        settled[id(step)] = [
+            {"conv": _values(conv_args, settled), "name": "conv"},
+            {"batch_norm": _values(dict(bn.args), settled), "name": "bn"},
+        ]
+    return settled
+
+
+def _changed_auto(step: Step) -> bool:
+    """Whether `step` is a residual whose `auto` projection has arguments `defaults` changed."""
+    if step.type != "residual" or step.block is not None or step.args.get("shortcut") != "auto":
+        return False
+    plain = {"conv": {"kernel": 1, "filters": 1, "strides": 1, "factorize": "none"}}
+    for child in step.children[1]:
+        entry = registry.get(child.type)
+        args = {k: p.default for k, p in entry.params.items() if not p.required}
+        args.update(plain.get(child.type, {}))
+        if dict(child.args) != args:
+            return True
+    return False

@@ -65,7 +65,28 @@ def weights_path(resolver, value: Any, path: tuple, key: str = "weights") -> str
     file = Path(value).expanduser()
     if not file.is_absolute():
         file = spec_folder(resolver, path) / file
+    written_absolute(resolver, path, value, str(file))
     return str(file)
+
+
+def written_absolute(resolver, path: tuple, written: Any, absolute: str) -> None:
+    """Writes `absolute` over the relative path `written` in the merged document, where `path`
+    says: the document is what a run folder keeps as `spec.yaml` (and `render` reads), and a
+    path relative to the file that wrote it means nothing beside it. A value that came from
+    elsewhere (`$name`, `--set`) is not at `path` as written and stays as it is."""
+    if written == absolute:
+        return
+    node = resolver.doc.data
+    for key in path[:-1]:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return
+    last = path[-1] if path else None
+    if isinstance(node, dict) and node.get(last) == written:
+        node[last] = absolute
 
 
 def resolve_weights_keys(resolver, data: dict) -> tuple[str | None, bool]:
@@ -117,8 +138,18 @@ def resolve_backbone(nest) -> list | None:
             )
             return None
         nest.scope.names[step.name] = step.name
-    settings["spec"] = ref
+    settings["spec"] = _absolute_spec(nest, ref)
     return [steps] if _input_fits(nest, ref, other.inputs[0].shape) else None
+
+
+def _absolute_spec(nest, ref: str) -> str:
+    """A spec file made absolute from the folder of the file that wrote it; a zoo name as is."""
+    if not ref.endswith((".yaml", ".yml", ".json")) and "/" not in ref or Path(ref).is_absolute():
+        return ref  # a zoo name (as `find_spec` tells them apart), or already absolute
+    at = nest.at("spec")
+    file = str((spec_folder(nest.resolver, at) / ref).resolve())
+    written_absolute(nest.resolver, at, ref, file)
+    return file
 
 
 def _input_fits(nest, ref: str, want: tuple) -> bool:
