@@ -28,8 +28,9 @@ LOSSES = (
 )  # fmt: skip
 CROSSENTROPY = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 # Metrics Keras builds from a name alone (IoU, PrecisionAtRecall, ... need arguments: refused).
+# (`crossentropy`/`ce` are compile's shorthands for a loss, not a metric: Keras refuses them.)
 METRICS = (
-    "accuracy", "acc", "crossentropy", "ce", "auc", "binary_accuracy", "binary_crossentropy",
+    "accuracy", "acc", "auc", "binary_accuracy", "binary_crossentropy",
     "binary_io_u", "categorical_accuracy", "categorical_crossentropy", "categorical_hinge",
     "concordance_correlation", "cosine_similarity", "f1_score", "f_beta_score",
     "false_negatives", "false_positives", "hinge", "kl_divergence", "log_cosh_error",
@@ -40,6 +41,51 @@ METRICS = (
     "top_k_categorical_accuracy", "true_negatives", "true_positives",
     "bce", "mae", "mape", "mse", "msle",
 )  # fmt: skip
+
+# What the data's labels become for an output (training/optim.py `objectives`), and the metrics
+# Keras can compare with them: class ids (sparse crossentropy, the default loss) only meet the
+# sparse metrics and `accuracy`; one-hot rows (categorical crossentropy, or label smoothing) meet
+# all but, per pixel, the 2-D-only scores; one number per example (any other loss) meets all but
+# those that need a score per class or targets of the output's rank.
+CLASS_ID_METRICS = (
+    "accuracy", "acc", "sparse_categorical_accuracy", "sparse_categorical_crossentropy",
+    "sparse_top_k_categorical_accuracy",
+)  # fmt: skip
+TWO_D_METRICS = ("f1_score", "f_beta_score", "r2_score")
+NOT_PER_NUMBER = (
+    "binary_crossentropy", "bce", "categorical_crossentropy", "f1_score", "f_beta_score",
+    "top_k_categorical_accuracy", "sparse_categorical_crossentropy",
+)  # fmt: skip
+
+
+def metric_target_problem(metric: str, loss: Any, smoothing: float, per_pixel: bool) -> str | None:
+    """Why Keras cannot compute `metric` on the targets training makes for `loss`, or None."""
+    loss = "sparse_categorical_crossentropy" if loss is None else loss  # training's default
+    if not isinstance(loss, str):
+        return None
+    key = loss.lower()
+    if key in CROSSENTROPY and (key == "categorical_crossentropy" or smoothing):
+        if per_pixel and metric in TWO_D_METRICS:
+            return (
+                f"`{metric}` takes (batch, classes) scores, and this output gives one score per "
+                "class per pixel"
+            )
+        return None
+    if key == "sparse_categorical_crossentropy":
+        if metric in CLASS_ID_METRICS:
+            return None
+        return (
+            f"`{metric}` compares scores with targets of the same shape, but with "
+            "`sparse_categorical_crossentropy` (the default loss) the targets are class ids. Use "
+            "`loss: categorical_crossentropy` (one-hot targets) for it, or a metric for class "
+            f"ids: {', '.join(CLASS_ID_METRICS[2:])}"
+        )
+    if metric in NOT_PER_NUMBER:
+        return (
+            f"`{metric}` needs a score per class or targets of the output's shape, but with "
+            f"`{key}` the target is one number per example"
+        )
+    return None
 
 
 class OutputsPart:
@@ -175,6 +221,35 @@ class OutputsPart:
             if name is not None:
                 found.append(name)
         return tuple(found)
+
+
+def metric_target_problems(
+    raw: Any, outputs: list[OutputSpec], smoothing: float, per_pixel: bool
+) -> list[tuple[tuple, str]]:
+    """(path, message) of each output metric that cannot meet its output's training targets."""
+    problems = []
+    for out in outputs:
+        written = raw.get(out.name) if isinstance(raw, dict) else None
+        written = written.get("metrics") if isinstance(written, dict) else None
+        indices = _written_indices(written, out.metrics)
+        for kept, metric in enumerate(out.metrics):
+            message = metric_target_problem(metric, out.loss, smoothing, per_pixel)
+            if message:
+                where = ("outputs", out.name, "metrics", *indices.get(kept, ()))
+                problems.append((where, f"{message}. Received: metric={metric}"))
+    return problems
+
+
+def _written_indices(written: Any, kept: tuple) -> dict[int, tuple[int]]:
+    """Where each kept metric stands in the list written (refused ones were left out)."""
+    if not isinstance(written, list):
+        return {}
+    found, position = {}, 0
+    for index, entry in enumerate(written):
+        if position < len(kept) and entry == kept[position]:
+            found[position] = (index,)
+            position += 1
+    return found
 
 
 def _activation_of(steps: list[Step], name: str) -> Any:

@@ -38,6 +38,8 @@ from blockspec.builder.resolve.train_keys import (
     TTA_VIEWS,
 )
 
+MAX_SEED = 2**32 - 1  # numpy (`keras.utils.set_random_seed`) takes 0 <= seed < 2**32
+
 
 def per_pixel_labels(train: Any) -> bool:
     """Whether `train.data` gives one label per pixel (`synthetic` with `masks: true`)."""
@@ -103,8 +105,14 @@ def check_train(train: Any) -> list[tuple[str, str]]:
     if "early_stopping" in train:
         _check_early_stopping(problems, train["early_stopping"])
     boolean(problems, train, "deterministic")
-    if "seed" in train and not is_int(train["seed"]):
-        problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
+    if "seed" in train and not (is_int(train["seed"]) and 0 <= train["seed"] <= MAX_SEED):
+        problems.append(
+            (
+                "seed",
+                f"`seed` must be an integer from 0 to {MAX_SEED} (numpy's range). "
+                f"Received: seed={train['seed']!r}",
+            )
+        )
     if "evaluate" in train:
         _check_evaluate(problems, train["evaluate"])
         tta = train["evaluate"].get("tta") if isinstance(train["evaluate"], dict) else None

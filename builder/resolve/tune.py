@@ -11,8 +11,10 @@ from typing import Any
 
 from blockspec.builder.errors import Problem, did_you_mean, shorten
 from blockspec.builder.load import format_path
+from blockspec.builder.resolve.checks import is_int
 from blockspec.builder.resolve.outputs import CROSSENTROPY
 from blockspec.builder.resolve.train import TrainConfig
+from blockspec.builder.resolve.train_rules import MAX_SEED
 from blockspec.builder.spec import HyperParameter, OutputSpec
 
 TUNE_KEYS = (
@@ -100,9 +102,13 @@ def _check_key(resolver, key: str, value: Any, outputs: list[OutputSpec]) -> Non
     elif key == "factor" and (not _positive(value) or value < 2):
         # Hyperband keeps 1/factor of the trials per round: 1 would never stop.
         resolver.error(path, f"`factor` must be an integer >= 2. Received: factor={value!r}")
-    elif key == "seed" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    elif key == "seed" and (not is_int(value) or value < 0):
         resolver.error(
             path, f"`seed` must be a non-negative integer. Received: seed={shorten(value)}"
+        )
+    elif key == "seed" and value > MAX_SEED:  # the bayesian tuner seeds numpy with it
+        resolver.error(
+            path, f"`seed` must be at most {MAX_SEED} (numpy's range). Received: seed={value}"
         )
     elif key == "objective":
         _check_objective(resolver, value, path, outputs)

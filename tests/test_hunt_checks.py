@@ -1,0 +1,99 @@
+"""What a hostile tester found that `validate` let through and `train` then refused late.
+
+Each test names the late refusal it pins; the fixes are in the check phase (builder/resolve/),
+the trainer or the command line.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from blockspec import cli
+
+LOCATED = re.compile(r"\S+:\d+:\d+  ")
+
+BASE = {
+    "spec": 1,
+    "name": "hunt",
+    "input": [8, 8, 1],
+    "network": [
+        {"conv": {"filters": 4, "kernel": 3, "padding": "same"}},
+        {"global_avg_pool": {}},
+        {"dense": 10, "name": "main"},
+    ],
+    "outputs": {"main": {"activation": "softmax", "metrics": ["accuracy"]}},
+    "train": {"data": {"source": "digits"}, "epochs": 1},
+}
+
+
+def _spec(tmp_path, train=None, outputs=None, **top):
+    doc = {**BASE, **top}
+    doc["train"] = {**BASE["train"], **(train or {})}
+    doc["outputs"] = {"main": {**BASE["outputs"]["main"], **(outputs or {})}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def _refused(capsys, argv, *expected):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert LOCATED.search(err), err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+# numpy seeds its generator with 0 <= seed < 2**32: `keras.utils.set_random_seed(-1)` raised a
+# ValueError with a traceback after the run folder was made.
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**40])
+def test_train_seed_out_of_numpy_range_is_refused_by_validate(tmp_path, capsys, seed):
+    path = _spec(tmp_path, train={"seed": seed})
+    _refused(capsys, ["validate", path], "train.seed", f"seed={seed}")
+
+
+def test_train_seed_at_the_ends_of_the_range_is_accepted(tmp_path, capsys):
+    for seed in (0, 2**32 - 1):
+        assert cli.main(["validate", _spec(tmp_path, train={"seed": seed})]) == 0
+
+
+# The data gives one class id per example; with sparse crossentropy (the default loss) Keras
+# fed those ids to `precision`, `auc`, `f1_score`, ... and `model.fit` raised a shape error.
+@pytest.mark.parametrize("metric", ["auc", "precision", "f1_score", "top_k_categorical_accuracy"])
+def test_a_metric_that_needs_one_hot_targets_with_class_ids_is_refused(tmp_path, capsys, metric):
+    path = _spec(tmp_path, outputs={"metrics": ["accuracy", metric]})
+    err = _refused(capsys, ["validate", path], "outputs.main.metrics[1]", f"`{metric}`")
+    assert "categorical_crossentropy" in err  # says how to get one-hot targets
+
+
+def test_the_same_metrics_with_one_hot_targets_are_accepted(tmp_path):
+    metrics = ["auc", "precision", "f1_score", "top_k_categorical_accuracy"]
+    one_hot = _spec(tmp_path, outputs={"loss": "categorical_crossentropy", "metrics": metrics})
+    assert cli.main(["validate", one_hot]) == 0
+    smoothed = _spec(tmp_path, outputs={"metrics": metrics}, train={"label_smoothing": 0.1})
+    assert cli.main(["validate", smoothed]) == 0
+
+
+def test_a_metric_that_needs_scores_with_a_number_per_example_is_refused(tmp_path, capsys):
+    path = _spec(
+        tmp_path,
+        outputs={"loss": "mse", "activation": None, "metrics": ["mae", "binary_crossentropy"]},
+    )
+    _refused(capsys, ["validate", path], "outputs.main.metrics[1]", "`binary_crossentropy`")
+
+
+# `crossentropy` and `ce` are Keras' shorthands for a loss, not a metric: compile raised
+# "Could not interpret metric identifier".
+def test_crossentropy_shorthand_is_not_a_metric(tmp_path, capsys):
+    path = _spec(tmp_path, outputs={"metrics": ["ce"]})
+    _refused(capsys, ["validate", path], "outputs.main.metrics[0]", "unknown metric")
+
+
+def test_tune_seed_above_numpy_range_is_refused_by_validate(tmp_path, capsys):
+    path = _spec(tmp_path, tune={"tuner": "bayesian", "seed": 2**32})
+    _refused(capsys, ["validate", path], "tune.seed", "at most 4294967295")
