@@ -97,3 +97,26 @@ def test_crossentropy_shorthand_is_not_a_metric(tmp_path, capsys):
 def test_tune_seed_above_numpy_range_is_refused_by_validate(tmp_path, capsys):
     path = _spec(tmp_path, tune={"tuner": "bayesian", "seed": 2**32})
     _refused(capsys, ["validate", path], "tune.seed", "at most 4294967295")
+
+
+# A failure blockspec did not foresee (a Keras error mid-fit, a bug) printed a 40-line traceback:
+# now one bounded line, exit 1, and `-v` shows the traceback.
+def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("Graph execution error:\n" + "  File x, line 1\n" * 500)
+
+    parser = cli.build_parser
+
+    def patched():
+        p = parser()
+        for action in p._subparsers._group_actions[0].choices.values():
+            action.set_defaults(run=boom)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", patched)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RuntimeError: Graph execution error:" in err
+    assert len(err) < 600 and "-v" in err
+    with pytest.raises(RuntimeError):
+        cli.main(["list", "-v"])
