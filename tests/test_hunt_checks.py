@@ -120,3 +120,17 @@ def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert len(err) < 600 and "-v" in err
     with pytest.raises(RuntimeError):
         cli.main(["list", "-v"])
+
+
+# Labels of shape (N, K) were read as one-hot by their argmax whatever they held: two class ids
+# per example trained silently on the larger one's position.
+def test_npz_labels_with_several_columns_that_are_not_one_hot_are_refused(tmp_path):
+    import numpy as np
+
+    from blockspec.training.data_checks import check_labels
+    from blockspec.training.errors import DataError
+
+    one_hot = np.eye(10)[[3, 1, 4]]
+    assert check_labels(tmp_path / "d.npz", "y", one_hot, 10).tolist() == [3, 1, 4]
+    with pytest.raises(DataError, match=r"`y` has 2 columns that are not one-hot rows"):
+        check_labels(tmp_path / "d.npz", "y", np.array([[1, 7], [2, 0], [0, 0]]), 10)
