@@ -134,3 +134,43 @@ def test_npz_labels_with_several_columns_that_are_not_one_hot_are_refused(tmp_pa
     assert check_labels(tmp_path / "d.npz", "y", one_hot, 10).tolist() == [3, 1, 4]
     with pytest.raises(DataError, match=r"`y` has 2 columns that are not one-hot rows"):
         check_labels(tmp_path / "d.npz", "y", np.array([[1, 7], [2, 0], [0, 0]]), 10)
+
+
+TUNED = {"vars": {"width": {"tune": "int", "min": 4, "max": 8, "step": 4, "default": 4}}}
+
+
+def _tuned(tmp_path, objective, outputs=None):
+    doc = {**BASE, **TUNED, "tune": {"tuner": "random", "objective": objective}}
+    doc["network"] = [{"conv": {"filters": "$width", "kernel": 3}}, *BASE["network"][1:]]
+    doc["outputs"] = outputs or BASE["outputs"]
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+# A plain objective name that no trial reports was found only after the first trial trained.
+def test_a_plain_objective_name_no_trial_reports_is_refused_by_validate(tmp_path, capsys):
+    err = _refused(capsys, ["validate", _tuned(tmp_path, "val_acc")], "tune.objective")
+    assert "val_accuracy" in err
+    for name in ("val_accuracy", "accuracy", "val_loss", "loss"):
+        assert cli.main(["validate", _tuned(tmp_path, name)]) == 0, name
+
+
+def test_a_plain_objective_name_of_several_outputs_takes_their_prefixes(tmp_path, capsys):
+    net = [*BASE["network"], {"dense": 10, "name": "aux", "from": "main"}]
+    outputs = {
+        "main": {"activation": "softmax", "metrics": ["accuracy"]},
+        "aux": {"activation": "softmax", "train_only": True, "loss_weight": 0.3},
+    }
+    path = _tuned(tmp_path, "val_main_accuracy", outputs)
+    doc = yaml.safe_load(open(path))
+    doc["network"][-1:] = net[-2:]
+    open(path, "w").write(yaml.safe_dump(doc, sort_keys=False))
+    assert cli.main(["validate", path]) == 0, capsys.readouterr().err
+    for name in ("val_aux_loss", "loss"):
+        doc["tune"]["objective"] = name
+        open(path, "w").write(yaml.safe_dump(doc, sort_keys=False))
+        assert cli.main(["validate", path]) == 0, name
+    doc["tune"]["objective"] = "val_accuracy"  # no prefix only with one output
+    open(path, "w").write(yaml.safe_dump(doc, sort_keys=False))
+    _refused(capsys, ["validate", path], "tune.objective", "val_main_accuracy")
