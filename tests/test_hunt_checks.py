@@ -174,3 +174,30 @@ def test_a_plain_objective_name_of_several_outputs_takes_their_prefixes(tmp_path
     doc["tune"]["objective"] = "val_accuracy"  # no prefix only with one output
     open(path, "w").write(yaml.safe_dump(doc, sort_keys=False))
     _refused(capsys, ["validate", path], "tune.objective", "val_main_accuracy")
+
+
+# A space resolved only at its default: a float space feeding `filters` failed every trial
+# ("no trial completed"), a dropout space reaching 1.5 the trials that picked it.
+def test_a_space_that_breaks_a_rule_at_an_edge_is_refused_by_validate(tmp_path, capsys):
+    doc = {**BASE, "vars": {"width": {"tune": "float", "min": 8, "max": 32}}}
+    doc["network"] = [{"conv": {"filters": "$width", "kernel": 3}}, *BASE["network"][1:]]
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    err = _refused(capsys, ["validate", str(path)], "network[0].conv.filters", "vars/width=8.0)")
+    doc["vars"]["width"] = {"tune": "int", "min": 8, "max": 32, "step": 8}
+    doc["network"].insert(1, {"dropout": {"tune": "float", "min": 0.0, "max": 1.5}})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    err = _refused(capsys, ["validate", str(path)], "network[1].dropout")
+    assert "=1.5)" in err
+
+
+def test_a_space_inside_a_choice_is_tried_with_that_choice_picked(tmp_path, capsys):
+    inner = {"dropout": {"tune": "float", "min": 0.1, "max": 2.0}}
+    doc = {**BASE}
+    doc["network"] = [
+        {"tune": "choice", "values": [{"relu": None}, inner]},
+        *BASE["network"],
+    ]
+    path = tmp_path / "nested.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _refused(capsys, ["validate", str(path)], "dropout", "=2.0)")
