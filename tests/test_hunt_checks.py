@@ -201,3 +201,22 @@ def test_a_space_inside_a_choice_is_tried_with_that_choice_picked(tmp_path, caps
     path = tmp_path / "nested.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     _refused(capsys, ["validate", str(path)], "dropout", "=2.0)")
+
+
+# `random_zoom: 0.2` and `random_shear: 0.2` (the documented scalar form) passed validate and
+# then Keras refused them ("missing height_factor"); factors out of Keras' range likewise, after
+# the data was read and unlocated.
+def test_the_scalar_form_of_zoom_and_shear_makes_their_layers():
+    from blockspec.training.augment import augment_layers
+
+    zoom, shear = augment_layers([{"random_zoom": 0.2}, {"random_shear": 0.3}], seed=0)
+    assert zoom.height_factor == 0.2 and shear.x_factor == shear.y_factor == (-0.3, 0.3)
+
+
+@pytest.mark.parametrize(
+    "step", [{"random_zoom": -1}, {"random_rotation": -5}, {"random_hue": [0.1, 2]}]
+)
+def test_an_augment_factor_outside_keras_range_is_refused_by_validate(tmp_path, capsys, step):
+    path = _spec(tmp_path, train={"augment": [step]})
+    name = next(iter(step))
+    _refused(capsys, ["validate", path], f"train.augment[0].{name}", "takes a factor from")

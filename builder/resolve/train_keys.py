@@ -149,6 +149,20 @@ FACTOR_LAYERS = (
     "random_color_degeneration",
     "random_grayscale",
 )
+# The range Keras takes each factor in (low, high, low included): a factor outside was refused
+# only when `train` made the layer, after the data was read.
+FACTOR_RANGES = {
+    "random_rotation": (-1.0, 1.0, True),
+    "random_zoom": (-1.0, 1.0, False),
+    "random_contrast": (0.0, 1.0, True),
+    "random_brightness": (-1.0, 1.0, True),
+    "random_hue": (0.0, 1.0, True),
+    "random_saturation": (-1.0, 1.0, True),
+    "random_sharpness": (0.0, 1.0, True),
+    "random_shear": (0.0, 1.0, True),
+    "random_color_degeneration": (-1.0, 1.0, True),
+    "random_grayscale": (0.0, 1.0, True),
+}
 
 DATA_KEYS = {
     "common": ("source", "image_size", "validation_split", "cache", "scale"),

@@ -27,6 +27,7 @@ from blockspec.builder.resolve.train_keys import (
     DISTRIBUTE,
     EARLY_STOPPING_KEYS,
     FACTOR_LAYERS,
+    FACTOR_RANGES,
     FLIP_MODES,
     OPTIMIZER_ARGS,
     OPTIMIZERS,
@@ -413,6 +414,21 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
                         f"Received: {args!r}",
                     )
                 )
+                return
+        factor = args.get("factor") if isinstance(args, dict) else args
+        factors = factor if isinstance(factor, list) else [factor]
+        low, high, closed = FACTOR_RANGES[name]
+        if any(
+            is_number(f) and not ((f >= low if closed else f > low) and f <= high) for f in factors
+        ):
+            where = f"{path}.factor" if isinstance(args, dict) else path
+            problems.append(
+                (
+                    where,
+                    f"`{name}` takes a factor from {low:g} to {high:g}"
+                    f"{'' if closed else f' ({low:g} excluded)'}. Received: factor={factor!r}",
+                )
+            )
     elif args is not None and not isinstance(args, dict):
         problems.append((path, f"`{name}` takes a mapping of Keras arguments. Received: {args!r}"))
 
