@@ -220,3 +220,12 @@ def test_an_augment_factor_outside_keras_range_is_refused_by_validate(tmp_path, 
     path = _spec(tmp_path, train={"augment": [step]})
     name = next(iter(step))
     _refused(capsys, ["validate", path], f"train.augment[0].{name}", "takes a factor from")
+
+
+# `RandomCrop` by its Keras name takes height and width: a crop larger than the images passed
+# validate, and the model then met images of the crop's size mid-fit.
+def test_a_keras_randomcrop_larger_than_the_images_is_refused_by_validate(tmp_path, capsys):
+    path = _spec(tmp_path, train={"augment": [{"RandomCrop": {"height": 20, "width": 20}}]})
+    _refused(capsys, ["validate", path], "train.augment[0].RandomCrop", "larger than the images")
+    path = _spec(tmp_path, train={"augment": [{"RandomCrop": {"height": 6, "width": 6}}]})
+    assert cli.main(["validate", path]) == 0
