@@ -229,3 +229,23 @@ def test_a_keras_randomcrop_larger_than_the_images_is_refused_by_validate(tmp_pa
     _refused(capsys, ["validate", path], "train.augment[0].RandomCrop", "larger than the images")
     path = _spec(tmp_path, train={"augment": [{"RandomCrop": {"height": 6, "width": 6}}]})
     assert cli.main(["validate", path]) == 0
+
+
+# `monitor: val_acc` (no epoch reports it) stopped the run at its start with Keras' "cannot
+# determine whether that metric should be maximized", after the data was read.
+@pytest.mark.parametrize(
+    "train, where",
+    [
+        ({"early_stopping": {"monitor": "val_acc"}}, "train.early_stopping.monitor"),
+        (
+            {"schedule": {"reduce_on_plateau": {"monitor": "val_acc"}}},
+            "train.schedule.reduce_on_plateau.monitor",
+        ),
+    ],
+)
+def test_a_monitor_no_epoch_reports_is_refused_by_validate(tmp_path, capsys, train, where):
+    err = _refused(capsys, ["validate", _spec(tmp_path, train=train)], where)
+    assert "Did you mean `val_accuracy`" in err
+    good = {k: {n: {"monitor": "val_accuracy"}} for k, v in train.items() for n in v}
+    good = good if "schedule" in train else {"early_stopping": {"monitor": "val_accuracy"}}
+    assert cli.main(["validate", _spec(tmp_path, train=good)]) == 0

@@ -40,7 +40,11 @@ from blockspec.builder.resolve.common import (
     is_name,
     stem,
 )
-from blockspec.builder.resolve.outputs import OutputsPart, metric_target_problems
+from blockspec.builder.resolve.outputs import (
+    OutputsPart,
+    metric_target_problems,
+    monitor_problems,
+)
 from blockspec.builder.resolve.step_keys import StepKeysPart
 from blockspec.builder.resolve.steps import StepsPart
 from blockspec.builder.resolve.train import resolve_train
@@ -198,7 +202,7 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
         if train_config is not None:
             for path, message in metric_target_problems(
                 data.get("outputs"), outputs, train_config.label_smoothing, train_config.data.masks
-            ):
+            ) + monitor_problems(outputs, train_config):
                 self.error(path, message)
         tune, tune_config = resolve_tune(self, data.get("tune"), outputs, train_config)
         weights, weights_strict = resolve_weights_keys(self, data)

@@ -240,6 +240,53 @@ def metric_target_problems(
     return problems
 
 
+def reported_names(outputs: list[OutputSpec]) -> list[str]:
+    """What Keras names the numbers a trial reports, as training compiles the outputs: `loss`
+    and each metric, prefixed by the output's name when the model has several, and `val_` each."""
+    names = ["loss"]
+    for out in outputs:
+        prefix = f"{out.name}_" if len(outputs) > 1 else ""
+        if len(outputs) > 1:
+            names.append(f"{prefix}loss")
+        names += [f"{prefix}{metric}" for metric in listed_metrics(out, outputs)]
+    return [*names, *(f"val_{name}" for name in names)]
+
+
+def listed_metrics(out: OutputSpec, outputs: list[OutputSpec]) -> list[str]:
+    """The metrics training compiles for `out`: its own, or `accuracy` on the first head."""
+    if any(o.metrics for o in outputs):
+        return list(out.metrics)
+    live = [o for o in outputs if not o.train_only]
+    loss = out.loss or "sparse_categorical_crossentropy"
+    if live and live[0].name == out.name and isinstance(loss, str) and loss.lower() in CROSSENTROPY:
+        return ["accuracy"]
+    return []
+
+
+def monitor_problems(outputs: list[OutputSpec], config) -> list[tuple[tuple, str]]:
+    """(path, message) of an early-stopping or reduce-on-plateau `monitor` no epoch reports
+    (Keras cannot tell whether to maximise `val_acc`, and stopped the run at its start)."""
+    watched = []
+    stopping = config.early_stopping
+    if stopping is not None:
+        raw = config.raw.get("early_stopping")
+        path = ("train", "early_stopping", "monitor") if isinstance(raw, dict) else ("train",)
+        watched.append((path, stopping.monitor))
+    if config.schedule is not None and config.schedule.name == "reduce_on_plateau":
+        path = ("train", "schedule", "reduce_on_plateau", "monitor")
+        watched.append((path, config.schedule.args.get("monitor", "val_loss")))
+    reported = reported_names(outputs)
+    return [
+        (
+            path,
+            f"no epoch reports `{name}`.{did_you_mean(name, reported)} An epoch reports "
+            f"{', '.join(reported)}. Received: monitor={shorten(name)}",
+        )
+        for path, name in watched
+        if reported and name not in reported
+    ]
+
+
 def _written_indices(written: Any, kept: tuple) -> dict[int, tuple[int]]:
     """Where each kept metric stands in the list written (refused ones were left out)."""
     if not isinstance(written, list):

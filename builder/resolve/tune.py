@@ -12,7 +12,7 @@ from typing import Any
 from blockspec.builder.errors import Problem, did_you_mean, shorten
 from blockspec.builder.load import format_path
 from blockspec.builder.resolve.checks import is_int
-from blockspec.builder.resolve.outputs import CROSSENTROPY
+from blockspec.builder.resolve.outputs import listed_metrics, reported_names
 from blockspec.builder.resolve.train import TrainConfig
 from blockspec.builder.resolve.train_rules import MAX_SEED
 from blockspec.builder.spec import HyperParameter, OutputSpec
@@ -162,29 +162,6 @@ def _check_objective(resolver, value: Any, path: tuple, outputs: list[OutputSpec
         _check_reported(resolver, value["metric"], output, path, outputs)
 
 
-def reported_names(outputs: list[OutputSpec]) -> list[str]:
-    """What Keras names the numbers a trial reports, as training compiles the outputs: `loss`
-    and each metric, prefixed by the output's name when the model has several, and `val_` each."""
-    names = ["loss"]
-    for out in outputs:
-        prefix = f"{out.name}_" if len(outputs) > 1 else ""
-        if len(outputs) > 1:
-            names.append(f"{prefix}loss")
-        names += [f"{prefix}{metric}" for metric in _listed(out, outputs)]
-    return [*names, *(f"val_{name}" for name in names)]
-
-
-def _listed(out: OutputSpec, outputs: list[OutputSpec]) -> list[str]:
-    """The metrics training compiles for `out`: its own, or `accuracy` on the first head."""
-    if any(o.metrics for o in outputs):
-        return list(out.metrics)
-    live = [o for o in outputs if not o.train_only]
-    loss = out.loss or "sparse_categorical_crossentropy"
-    if live and live[0].name == out.name and isinstance(loss, str) and loss.lower() in CROSSENTROPY:
-        return ["accuracy"]
-    return []
-
-
 def _check_reported(resolver, metric: str, output: Any, path: tuple, outputs) -> None:
     """The objective's metric is one its output reports (as training compiles the outputs)."""
     live = [o for o in outputs if not o.train_only]
@@ -193,7 +170,7 @@ def _check_reported(resolver, metric: str, output: Any, path: tuple, outputs) ->
     out = next((o for o in outputs if o.name == output), None)
     if out is None:
         return
-    known = [*_listed(out, outputs), "loss"]
+    known = [*listed_metrics(out, outputs), "loss"]
     if metric not in known:
         resolver.error(
             (*path, "metric"),
