@@ -249,3 +249,24 @@ def test_a_monitor_no_epoch_reports_is_refused_by_validate(tmp_path, capsys, tra
     good = {k: {n: {"monitor": "val_accuracy"}} for k, v in train.items() for n in v}
     good = good if "schedule" in train else {"early_stopping": {"monitor": "val_accuracy"}}
     assert cli.main(["validate", _spec(tmp_path, train=good)]) == 0
+
+
+# Keras' optimizers check these when made, after the data was read: unlocated ("<spec>").
+@pytest.mark.parametrize(
+    "optimizer, where",
+    [
+        ({"sgd": {"momentum": 2.0}}, "train.optimizer.sgd.momentum"),
+        ({"ftrl": {"learning_rate_power": 1.0}}, "train.optimizer.ftrl.learning_rate_power"),
+        ({"adam": {"gradient_accumulation_steps": 1}}, "gradient_accumulation_steps"),
+        ({"adam": {"clipnorm": 1.0, "clipvalue": 0.5}}, "train.optimizer.adam.clipvalue"),
+    ],
+)
+def test_optimizer_arguments_keras_refuses_are_refused_by_validate(
+    tmp_path, capsys, optimizer, where
+):
+    _refused(capsys, ["validate", _spec(tmp_path, train={"optimizer": optimizer})], where)
+
+
+def test_optimizer_arguments_in_range_are_accepted(tmp_path):
+    optimizer = {"sgd": {"momentum": 0.9, "clipnorm": 1.0, "gradient_accumulation_steps": 2}}
+    assert cli.main(["validate", _spec(tmp_path, train={"optimizer": optimizer})]) == 0

@@ -149,6 +149,18 @@ FACTOR_LAYERS = (
     "random_color_degeneration",
     "random_grayscale",
 )
+# Ranges Keras' optimizers refuse outside, when they are made (after the data was read):
+# (optimizer or "*" for all, argument) -> (lowest, highest), None for no bound.
+OPTIMIZER_ARG_RANGES = {
+    ("sgd", "momentum"): (0.0, 1.0),
+    ("ftrl", "initial_accumulator_value"): (0.0, None),
+    ("ftrl", "learning_rate_power"): (None, 0.0),
+    ("ftrl", "l1_regularization_strength"): (0.0, None),
+    ("ftrl", "l2_regularization_strength"): (0.0, None),
+    ("ftrl", "l2_shrinkage_regularization_strength"): (0.0, None),
+    ("*", "ema_momentum"): (0.0, 1.0),
+}
+CLIP_ARGS = ("clipnorm", "clipvalue", "global_clipnorm")  # Keras takes one of them at most
 # The range Keras takes each factor in (low, high, low included): a factor outside was refused
 # only when `train` made the layer, after the data was read.
 FACTOR_RANGES = {

@@ -23,12 +23,14 @@ from blockspec.builder.resolve.checks import (
 from blockspec.builder.resolve.common import not_finite
 from blockspec.builder.resolve.train_keys import (
     AUGMENT_LAYERS,
+    CLIP_ARGS,
     DATA_KEYS,
     DISTRIBUTE,
     EARLY_STOPPING_KEYS,
     FACTOR_LAYERS,
     FACTOR_RANGES,
     FLIP_MODES,
+    OPTIMIZER_ARG_RANGES,
     OPTIMIZER_ARGS,
     OPTIMIZERS,
     PRECISIONS,
@@ -247,12 +249,47 @@ def _check_optimizer(problems, value: Any) -> None:
                     f"`{key}` must be a finite number. Received: {key}={arg!r}",
                 )
             )
+    _check_optimizer_ranges(problems, name.lower(), args, f"optimizer.{name}")
     if "weight_decay" in args:
         problems.append(
             (
                 f"optimizer.{name}.weight_decay",
                 "set weight decay with `train.weight_decay`, not inside the optimizer. "
                 f"Received: weight_decay={args['weight_decay']!r}",
+            )
+        )
+
+
+def _check_optimizer_ranges(problems, name: str, args: dict, prefix: str) -> None:
+    """The bounds Keras' optimizer classes check when they are made, checked here first."""
+    for key, arg in args.items():
+        bounds = OPTIMIZER_ARG_RANGES.get((name, key)) or OPTIMIZER_ARG_RANGES.get(("*", key))
+        if bounds is None or not is_number(arg):
+            continue
+        low, high = bounds
+        if (low is not None and arg < low) or (high is not None and arg > high):
+            span = (
+                f"from {low:g} to {high:g}"
+                if None not in bounds
+                else (f"at least {low:g}" if low is not None else f"at most {high:g}")
+            )
+            problems.append((f"{prefix}.{key}", f"`{key}` must be {span}. Received: {key}={arg!r}"))
+    steps = args.get("gradient_accumulation_steps")
+    if steps not in (None, 0) and not (is_int(steps) and steps >= 2):
+        problems.append(
+            (
+                f"{prefix}.gradient_accumulation_steps",
+                "`gradient_accumulation_steps` must be an integer >= 2 (or 0: none). "
+                f"Received: gradient_accumulation_steps={steps!r}",
+            )
+        )
+    clips = [key for key in CLIP_ARGS if args.get(key) is not None]
+    if len(clips) > 1:
+        problems.append(
+            (
+                f"{prefix}.{clips[1]}",
+                f"give one of {', '.join(CLIP_ARGS)}: Keras clips gradients one way. "
+                f"Received: {', '.join(clips)}",
             )
         )
 
