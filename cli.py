@@ -26,6 +26,7 @@ from blockspec.cli_support import (
     build_resolved,
     full_lines,
     import_tensorflow,
+    keras_file,
     limits_of,
     make_console,
     override_args,
@@ -223,7 +224,7 @@ def _print_diff(lines: list[str]) -> None:
 
 def _args_build(p: argparse.ArgumentParser) -> None:
     spec_args(p)
-    p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
+    p.add_argument("--save", metavar="F.keras", type=keras_file, help="save the model (.keras)")
     p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
     _weights_args(p)
 

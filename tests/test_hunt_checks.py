@@ -270,3 +270,32 @@ def test_optimizer_arguments_keras_refuses_are_refused_by_validate(
 def test_optimizer_arguments_in_range_are_accepted(tmp_path):
     optimizer = {"sgd": {"momentum": 0.9, "clipnorm": 1.0, "gradient_accumulation_steps": 2}}
     assert cli.main(["validate", _spec(tmp_path, train={"optimizer": optimizer})]) == 0
+
+
+# `blockspec export RUN --format onnx -o DIR` deleted DIR (shutil.rmtree) and the user's files
+# in it, to put the .onnx file there.
+def test_export_never_replaces_a_folder_it_did_not_write(tmp_path):
+    from blockspec.training.exporting import ExportError, check_target
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for format in ("onnx", "litert", "saved_model"):
+        with pytest.raises(ExportError, match="never deletes what it did not write"):
+            check_target(mine, format)
+    (mine / "saved_model.pb").write_bytes(b"")
+    check_target(mine, "saved_model")  # an earlier SavedModel export is replaced
+    with pytest.raises(ExportError, match="is a SavedModel"):
+        check_target(mine, "onnx")
+    check_target(tmp_path / "model.onnx", "onnx")  # a new file, or one to overwrite
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+# `build --save DIR`, `--save model.txt` or a missing folder: Keras' ValueError after building.
+@pytest.mark.parametrize("save", [".", "model.txt", "no_such_folder/model.keras"])
+def test_build_save_needs_a_keras_file_in_a_folder_that_exists(tmp_path, capsys, save):
+    path = _spec(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["build", path, "--save", str(tmp_path / save)])
+    assert info.value.code == 2
+    assert "--save" in capsys.readouterr().err
