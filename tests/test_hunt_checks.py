@@ -299,3 +299,19 @@ def test_build_save_needs_a_keras_file_in_a_folder_that_exists(tmp_path, capsys,
         cli.main(["build", path, "--save", str(tmp_path / save)])
     assert info.value.code == 2
     assert "--save" in capsys.readouterr().err
+
+
+# `tune --out` into a train run's folder (or `--out .`) wrote trials/, best.yaml and trials.csv
+# among its files, and `--overwrite` then deleted files of those names whoever wrote them.
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_tune_refuses_a_folder_that_holds_no_search(tmp_path, capsys, overwrite):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "best.yaml").write_text("mine")
+    (out / "notes.txt").write_text("mine")
+    path = _tuned(tmp_path, "val_accuracy")
+    code = cli.main(["tune", path, "--out", str(out), *overwrite])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds no blockspec search" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["best.yaml", "notes.txt"]
+    assert (out / "best.yaml").read_text() == "mine"
