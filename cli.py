@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockspec import __version__
-from blockspec.builder.errors import SpecError
+from blockspec.builder.errors import SpecError, clip
 from blockspec.builder.weights import WeightsError
 from blockspec.cli_support import (
     build_resolved,
     full_lines,
     import_tensorflow,
+    keras_file,
     limits_of,
     make_console,
     override_args,
@@ -41,7 +42,8 @@ from blockspec.errors import MissingTool, Terminated, UsageError
 from blockspec.training.errors import TrainingError
 
 # The whole error hierarchy a user can meet, and what each exits with. `TrainingError` covers
-# its `DataError`; `GraphvizMissing` is a `MissingTool`. Anything else is a bug: a traceback.
+# its `DataError`; `GraphvizMissing` is a `MissingTool`. Anything else is a bug: one line and
+# exit 1 (`-v`: the traceback).
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (SpecError, 2),
     (UsageError, 2),
@@ -222,7 +224,7 @@ def _print_diff(lines: list[str]) -> None:
 
 def _args_build(p: argparse.ArgumentParser) -> None:
     spec_args(p)
-    p.add_argument("--save", metavar="F.keras", help="save the model (.keras)")
+    p.add_argument("--save", metavar="F.keras", type=keras_file, help="save the model (.keras)")
     p.add_argument("--inference", action="store_true", help="drop train-only outputs (aux heads)")
     _weights_args(p)
 
@@ -609,6 +611,15 @@ def main(argv: list[str] | None = None) -> int:
         code = next(code for cls, code in EXIT_CODES if isinstance(e, cls))
         print(_interrupted(e) if code in (130, 143) else f"error: {e}", file=sys.stderr)
         return code
+    except Exception as e:  # not foreseen: a bug, or a library failing in a way not checked for
+        if args.verbose:
+            raise
+        print(
+            f"error: blockspec failed unexpectedly: {clip(f'{type(e).__name__}: {e}', 300)}\n"
+            "(rerun with -v for the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _interrupted(error: BaseException) -> str:

@@ -48,6 +48,16 @@ def set_item(text: str) -> str:
     return text
 
 
+def keras_file(text: str) -> str:
+    """`--save`'s path: a `.keras` (or legacy `.h5`) file in a folder that exists."""
+    path = os.path.abspath(text)
+    if not text.endswith((".keras", ".h5")) or os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"takes a file ending in .keras (or .h5); got {text!r}")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise argparse.ArgumentTypeError(f"the folder of {text!r} does not exist")
+    return text
+
+
 def limit_item(text: str) -> tuple[str, int]:
     names = Limits.__dataclass_fields__
     key, _, value = text.partition("=")

@@ -17,6 +17,10 @@ class AugmentError(ValueError):
         self.path = path
 
 
+# Layers whose one factor has other Keras names (`random_zoom: 0.2` zooms both sides alike).
+SCALAR_ARGUMENTS = {"random_zoom": ("height_factor",), "random_shear": ("x_factor", "y_factor")}
+
+
 def augment_layers(
     steps: list[Any], *, seed: int, value_range=(0.0, 1.0)
 ) -> list[keras.layers.Layer]:
@@ -68,8 +72,9 @@ def _layer(name: str, args: Any, seed: int, value_range, index: int) -> keras.la
         kwargs.setdefault("seed", seed)
         return cls(height, width, name=layer_name, **kwargs)
     kwargs = dict(args) if isinstance(args, dict) else {}
-    if args is not None and not isinstance(args, dict):
-        kwargs["factor"] = tuple(args) if isinstance(args, list) else args
+    if args is not None and not isinstance(args, dict):  # the scalar form: the one factor
+        factor = tuple(args) if isinstance(args, list) else args
+        kwargs.update({key: factor for key in SCALAR_ARGUMENTS.get(name, ("factor",))})
     if name in FACTOR_LAYERS and name in ("random_brightness", "random_contrast"):
         kwargs.setdefault("value_range", value_range)
     if "seed" in _init_args(cls):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blockspec.builder.text import excerpt
 from blockspec.training.errors import DataError
 
 NPZ_LIMIT_BYTES = 4 << 30
@@ -118,7 +119,14 @@ def check_labels(path: Path, key: str, y: np.ndarray, classes: int | None) -> np
         raise DataError(f"{where} holds {y.dtype} labels, not integers. Received: dtype={y.dtype}")
     if y.ndim == 0:
         raise DataError(f"{where} is a single value, not one label per example. Received: shape=()")
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot: each row one 1 among 0s
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            row = int(np.argmax(~np.isin(y, (0, 1)).all(axis=1) | (y.sum(axis=1) != 1)))
+            raise DataError(
+                f"{where} has {y.shape[1]} columns that are not one-hot rows (one 1 among 0s), "
+                f"e.g. row {row}: {excerpt(y[row].tolist())}; give one class id per example "
+                f"or one-hot rows. Received: shape={y.shape}"
+            )
         y = y.argmax(axis=1)
     if y.ndim > 1 and int(np.prod(y.shape[1:])) != 1:
         raise DataError(f"{where} needs one label per example. Received: shape={y.shape}")

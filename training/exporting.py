@@ -167,6 +167,7 @@ def export_model(
     model, run = _load_source(Path(source))
     data = _inputs(model, run, examples)
     path = Path(output) if output else _default_path(Path(source), run, format, quantize)
+    check_target(path, format)
     start = time.perf_counter()
     _write(model, format, path, quantize, data)
     seconds = time.perf_counter() - start
@@ -292,6 +293,18 @@ def _default_path(source: Path, run: dict | None, format: str, quantize: str | N
         folder = source.parent
     suffix = "saved_model" if format == "saved_model" else SUFFIX[format]
     return folder / (stem + (f"_{quantize}" if quantize else "") + suffix)
+
+
+def check_target(path: Path, format: str) -> None:
+    """Refuses an output path whose replacement would delete what blockspec did not write: a
+    folder, unless it is a SavedModel and a SavedModel is asked for (a file is overwritten)."""
+    saved_model = (path / "saved_model.pb").is_file()
+    if path.is_dir() and not (format == "saved_model" and saved_model):
+        what = "a SavedModel" if saved_model else "a folder that holds no SavedModel"
+        raise ExportError(
+            f"{path} is {what}: writing the {format} model there would delete it, and "
+            "blockspec never deletes what it did not write. Choose another -o."
+        )
 
 
 def _write(model: Any, format: str, path: Path, quantize: str | None, data: _Data) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from blockspec.builder.errors import SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Document, Limits, apply_overrides, load_document
 from blockspec.builder.resolve.common import (
     _DTYPES,
@@ -27,6 +28,7 @@ from blockspec.builder.resolve.common import (
     _labels,
 )
 from blockspec.builder.resolve.core import Resolver
+from blockspec.builder.resolve.edges import edge_problems
 from blockspec.builder.resolve.train import TrainConfig
 from blockspec.builder.resolve.tune import TUNE_KEYS, TUNERS, TuneConfig
 from blockspec.builder.spaces import Chooser, DefaultChooser
@@ -62,7 +64,14 @@ def resolve_spec(
     doc = spec if isinstance(spec, Document) else load_document(spec, overrides, limits)
     if isinstance(spec, Document) and overrides:
         doc = apply_overrides(doc, overrides)
-    return Resolver(doc, chooser or DefaultChooser(), limits).run()
+    resolved = Resolver(doc, chooser or DefaultChooser(), limits).run()
+    if chooser is None and resolved.hyperparameters:  # what a trial would refuse, refused now
+        problems = edge_problems(
+            lambda edge: Resolver(doc, edge, limits).run(), resolved.hyperparameters
+        )
+        if problems:
+            raise SpecError(problems)
+    return resolved
 
 
 __all__ = [

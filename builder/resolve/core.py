@@ -40,7 +40,11 @@ from blockspec.builder.resolve.common import (
     is_name,
     stem,
 )
-from blockspec.builder.resolve.outputs import OutputsPart
+from blockspec.builder.resolve.outputs import (
+    OutputsPart,
+    metric_target_problems,
+    monitor_problems,
+)
 from blockspec.builder.resolve.step_keys import StepKeysPart
 from blockspec.builder.resolve.steps import StepsPart
 from blockspec.builder.resolve.train import resolve_train
@@ -195,6 +199,11 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
                 )
         outputs = self.resolve_outputs(data.get("outputs"), top, network_steps)
         train, train_config = resolve_train(self, data.get("train"), inputs, outputs, network_steps)
+        if train_config is not None:
+            for path, message in metric_target_problems(
+                data.get("outputs"), outputs, train_config.label_smoothing, train_config.data.masks
+            ) + monitor_problems(outputs, train_config):
+                self.error(path, message)
         tune, tune_config = resolve_tune(self, data.get("tune"), outputs, train_config)
         weights, weights_strict = resolve_weights_keys(self, data)
         return ResolvedSpec(

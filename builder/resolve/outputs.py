@@ -28,8 +28,9 @@ LOSSES = (
 )  # fmt: skip
 CROSSENTROPY = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 # Metrics Keras builds from a name alone (IoU, PrecisionAtRecall, ... need arguments: refused).
+# (`crossentropy`/`ce` are compile's shorthands for a loss, not a metric: Keras refuses them.)
 METRICS = (
-    "accuracy", "acc", "crossentropy", "ce", "auc", "binary_accuracy", "binary_crossentropy",
+    "accuracy", "acc", "auc", "binary_accuracy", "binary_crossentropy",
     "binary_io_u", "categorical_accuracy", "categorical_crossentropy", "categorical_hinge",
     "concordance_correlation", "cosine_similarity", "f1_score", "f_beta_score",
     "false_negatives", "false_positives", "hinge", "kl_divergence", "log_cosh_error",
@@ -40,6 +41,51 @@ METRICS = (
     "top_k_categorical_accuracy", "true_negatives", "true_positives",
     "bce", "mae", "mape", "mse", "msle",
 )  # fmt: skip
+
+# What the data's labels become for an output (training/optim.py `objectives`), and the metrics
+# Keras can compare with them: class ids (sparse crossentropy, the default loss) only meet the
+# sparse metrics and `accuracy`; one-hot rows (categorical crossentropy, or label smoothing) meet
+# all but, per pixel, the 2-D-only scores; one number per example (any other loss) meets all but
+# those that need a score per class or targets of the output's rank.
+CLASS_ID_METRICS = (
+    "accuracy", "acc", "sparse_categorical_accuracy", "sparse_categorical_crossentropy",
+    "sparse_top_k_categorical_accuracy",
+)  # fmt: skip
+TWO_D_METRICS = ("f1_score", "f_beta_score", "r2_score")
+NOT_PER_NUMBER = (
+    "binary_crossentropy", "bce", "categorical_crossentropy", "f1_score", "f_beta_score",
+    "top_k_categorical_accuracy", "sparse_categorical_crossentropy",
+)  # fmt: skip
+
+
+def metric_target_problem(metric: str, loss: Any, smoothing: float, per_pixel: bool) -> str | None:
+    """Why Keras cannot compute `metric` on the targets training makes for `loss`, or None."""
+    loss = "sparse_categorical_crossentropy" if loss is None else loss  # training's default
+    if not isinstance(loss, str):
+        return None
+    key = loss.lower()
+    if key in CROSSENTROPY and (key == "categorical_crossentropy" or smoothing):
+        if per_pixel and metric in TWO_D_METRICS:
+            return (
+                f"`{metric}` takes (batch, classes) scores, and this output gives one score per "
+                "class per pixel"
+            )
+        return None
+    if key == "sparse_categorical_crossentropy":
+        if metric in CLASS_ID_METRICS:
+            return None
+        return (
+            f"`{metric}` compares scores with targets of the same shape, but with "
+            "`sparse_categorical_crossentropy` (the default loss) the targets are class ids. Use "
+            "`loss: categorical_crossentropy` (one-hot targets) for it, or a metric for class "
+            f"ids: {', '.join(CLASS_ID_METRICS[2:])}"
+        )
+    if metric in NOT_PER_NUMBER:
+        return (
+            f"`{metric}` needs a score per class or targets of the output's shape, but with "
+            f"`{key}` the target is one number per example"
+        )
+    return None
 
 
 class OutputsPart:
@@ -175,6 +221,82 @@ class OutputsPart:
             if name is not None:
                 found.append(name)
         return tuple(found)
+
+
+def metric_target_problems(
+    raw: Any, outputs: list[OutputSpec], smoothing: float, per_pixel: bool
+) -> list[tuple[tuple, str]]:
+    """(path, message) of each output metric that cannot meet its output's training targets."""
+    problems = []
+    for out in outputs:
+        written = raw.get(out.name) if isinstance(raw, dict) else None
+        written = written.get("metrics") if isinstance(written, dict) else None
+        indices = _written_indices(written, out.metrics)
+        for kept, metric in enumerate(out.metrics):
+            message = metric_target_problem(metric, out.loss, smoothing, per_pixel)
+            if message:
+                where = ("outputs", out.name, "metrics", *indices.get(kept, ()))
+                problems.append((where, f"{message}. Received: metric={metric}"))
+    return problems
+
+
+def reported_names(outputs: list[OutputSpec]) -> list[str]:
+    """What Keras names the numbers a trial reports, as training compiles the outputs: `loss`
+    and each metric, prefixed by the output's name when the model has several, and `val_` each."""
+    names = ["loss"]
+    for out in outputs:
+        prefix = f"{out.name}_" if len(outputs) > 1 else ""
+        if len(outputs) > 1:
+            names.append(f"{prefix}loss")
+        names += [f"{prefix}{metric}" for metric in listed_metrics(out, outputs)]
+    return [*names, *(f"val_{name}" for name in names)]
+
+
+def listed_metrics(out: OutputSpec, outputs: list[OutputSpec]) -> list[str]:
+    """The metrics training compiles for `out`: its own, or `accuracy` on the first head."""
+    if any(o.metrics for o in outputs):
+        return list(out.metrics)
+    live = [o for o in outputs if not o.train_only]
+    loss = out.loss or "sparse_categorical_crossentropy"
+    if live and live[0].name == out.name and isinstance(loss, str) and loss.lower() in CROSSENTROPY:
+        return ["accuracy"]
+    return []
+
+
+def monitor_problems(outputs: list[OutputSpec], config) -> list[tuple[tuple, str]]:
+    """(path, message) of an early-stopping or reduce-on-plateau `monitor` no epoch reports
+    (Keras cannot tell whether to maximise `val_acc`, and stopped the run at its start)."""
+    watched = []
+    stopping = config.early_stopping
+    if stopping is not None:
+        raw = config.raw.get("early_stopping")
+        path = ("train", "early_stopping", "monitor") if isinstance(raw, dict) else ("train",)
+        watched.append((path, stopping.monitor))
+    if config.schedule is not None and config.schedule.name == "reduce_on_plateau":
+        path = ("train", "schedule", "reduce_on_plateau", "monitor")
+        watched.append((path, config.schedule.args.get("monitor", "val_loss")))
+    reported = reported_names(outputs)
+    return [
+        (
+            path,
+            f"no epoch reports `{name}`.{did_you_mean(name, reported)} An epoch reports "
+            f"{', '.join(reported)}. Received: monitor={shorten(name)}",
+        )
+        for path, name in watched
+        if reported and name not in reported
+    ]
+
+
+def _written_indices(written: Any, kept: tuple) -> dict[int, tuple[int]]:
+    """Where each kept metric stands in the list written (refused ones were left out)."""
+    if not isinstance(written, list):
+        return {}
+    found, position = {}, 0
+    for index, entry in enumerate(written):
+        if position < len(kept) and entry == kept[position]:
+            found[position] = (index,)
+            position += 1
+    return found
 
 
 def _activation_of(steps: list[Step], name: str) -> Any:

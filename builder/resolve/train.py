@@ -283,8 +283,12 @@ def _crop_problems(config: TrainConfig, image_size: tuple[int, int]) -> list[tup
         if step.name not in ("random_crop", "RandomCrop"):
             continue
         size = step.args.get("size", step.args.get("value"))
+        if size is None and "height" in step.args:  # the Keras class: RandomCrop(height, width)
+            size = [step.args["height"], step.args.get("width")]
         if isinstance(size, dict) or size is None:
             continue
+        if isinstance(size, list) and not all(isinstance(v, int) for v in size):
+            continue  # refused by the augment rules
         crop = (size, size) if isinstance(size, int) else tuple(size)
         if crop[0] > image_size[0] or crop[1] > image_size[1]:
             problems.append(

@@ -149,6 +149,32 @@ FACTOR_LAYERS = (
     "random_color_degeneration",
     "random_grayscale",
 )
+# Ranges Keras' optimizers refuse outside, when they are made (after the data was read):
+# (optimizer or "*" for all, argument) -> (lowest, highest), None for no bound.
+OPTIMIZER_ARG_RANGES = {
+    ("sgd", "momentum"): (0.0, 1.0),
+    ("ftrl", "initial_accumulator_value"): (0.0, None),
+    ("ftrl", "learning_rate_power"): (None, 0.0),
+    ("ftrl", "l1_regularization_strength"): (0.0, None),
+    ("ftrl", "l2_regularization_strength"): (0.0, None),
+    ("ftrl", "l2_shrinkage_regularization_strength"): (0.0, None),
+    ("*", "ema_momentum"): (0.0, 1.0),
+}
+CLIP_ARGS = ("clipnorm", "clipvalue", "global_clipnorm")  # Keras takes one of them at most
+# The range Keras takes each factor in (low, high, low included): a factor outside was refused
+# only when `train` made the layer, after the data was read.
+FACTOR_RANGES = {
+    "random_rotation": (-1.0, 1.0, True),
+    "random_zoom": (-1.0, 1.0, False),
+    "random_contrast": (0.0, 1.0, True),
+    "random_brightness": (-1.0, 1.0, True),
+    "random_hue": (0.0, 1.0, True),
+    "random_saturation": (-1.0, 1.0, True),
+    "random_sharpness": (0.0, 1.0, True),
+    "random_shear": (0.0, 1.0, True),
+    "random_color_degeneration": (-1.0, 1.0, True),
+    "random_grayscale": (0.0, 1.0, True),
+}
 
 DATA_KEYS = {
     "common": ("source", "image_size", "validation_split", "cache", "scale"),

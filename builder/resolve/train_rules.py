@@ -23,11 +23,14 @@ from blockspec.builder.resolve.checks import (
 from blockspec.builder.resolve.common import not_finite
 from blockspec.builder.resolve.train_keys import (
     AUGMENT_LAYERS,
+    CLIP_ARGS,
     DATA_KEYS,
     DISTRIBUTE,
     EARLY_STOPPING_KEYS,
     FACTOR_LAYERS,
+    FACTOR_RANGES,
     FLIP_MODES,
+    OPTIMIZER_ARG_RANGES,
     OPTIMIZER_ARGS,
     OPTIMIZERS,
     PRECISIONS,
@@ -37,6 +40,8 @@ from blockspec.builder.resolve.train_keys import (
     TRAIN_DEFAULTS,
     TTA_VIEWS,
 )
+
+MAX_SEED = 2**32 - 1  # numpy (`keras.utils.set_random_seed`) takes 0 <= seed < 2**32
 
 
 def per_pixel_labels(train: Any) -> bool:
@@ -103,8 +108,14 @@ def check_train(train: Any) -> list[tuple[str, str]]:
     if "early_stopping" in train:
         _check_early_stopping(problems, train["early_stopping"])
     boolean(problems, train, "deterministic")
-    if "seed" in train and not is_int(train["seed"]):
-        problems.append(("seed", f"`seed` must be an integer. Received: seed={train['seed']!r}"))
+    if "seed" in train and not (is_int(train["seed"]) and 0 <= train["seed"] <= MAX_SEED):
+        problems.append(
+            (
+                "seed",
+                f"`seed` must be an integer from 0 to {MAX_SEED} (numpy's range). "
+                f"Received: seed={train['seed']!r}",
+            )
+        )
     if "evaluate" in train:
         _check_evaluate(problems, train["evaluate"])
         tta = train["evaluate"].get("tta") if isinstance(train["evaluate"], dict) else None
@@ -238,12 +249,47 @@ def _check_optimizer(problems, value: Any) -> None:
                     f"`{key}` must be a finite number. Received: {key}={arg!r}",
                 )
             )
+    _check_optimizer_ranges(problems, name.lower(), args, f"optimizer.{name}")
     if "weight_decay" in args:
         problems.append(
             (
                 f"optimizer.{name}.weight_decay",
                 "set weight decay with `train.weight_decay`, not inside the optimizer. "
                 f"Received: weight_decay={args['weight_decay']!r}",
+            )
+        )
+
+
+def _check_optimizer_ranges(problems, name: str, args: dict, prefix: str) -> None:
+    """The bounds Keras' optimizer classes check when they are made, checked here first."""
+    for key, arg in args.items():
+        bounds = OPTIMIZER_ARG_RANGES.get((name, key)) or OPTIMIZER_ARG_RANGES.get(("*", key))
+        if bounds is None or not is_number(arg):
+            continue
+        low, high = bounds
+        if (low is not None and arg < low) or (high is not None and arg > high):
+            span = (
+                f"from {low:g} to {high:g}"
+                if None not in bounds
+                else (f"at least {low:g}" if low is not None else f"at most {high:g}")
+            )
+            problems.append((f"{prefix}.{key}", f"`{key}` must be {span}. Received: {key}={arg!r}"))
+    steps = args.get("gradient_accumulation_steps")
+    if steps not in (None, 0) and not (is_int(steps) and steps >= 2):
+        problems.append(
+            (
+                f"{prefix}.gradient_accumulation_steps",
+                "`gradient_accumulation_steps` must be an integer >= 2 (or 0: none). "
+                f"Received: gradient_accumulation_steps={steps!r}",
+            )
+        )
+    clips = [key for key in CLIP_ARGS if args.get(key) is not None]
+    if len(clips) > 1:
+        problems.append(
+            (
+                f"{prefix}.{clips[1]}",
+                f"give one of {', '.join(CLIP_ARGS)}: Keras clips gradients one way. "
+                f"Received: {', '.join(clips)}",
             )
         )
 
@@ -405,6 +451,21 @@ def _check_augment_args(problems, path: str, name: str, args: Any) -> None:
                         f"Received: {args!r}",
                     )
                 )
+                return
+        factor = args.get("factor") if isinstance(args, dict) else args
+        factors = factor if isinstance(factor, list) else [factor]
+        low, high, closed = FACTOR_RANGES[name]
+        if any(
+            is_number(f) and not ((f >= low if closed else f > low) and f <= high) for f in factors
+        ):
+            where = f"{path}.factor" if isinstance(args, dict) else path
+            problems.append(
+                (
+                    where,
+                    f"`{name}` takes a factor from {low:g} to {high:g}"
+                    f"{'' if closed else f' ({low:g} excluded)'}. Received: factor={factor!r}",
+                )
+            )
     elif args is not None and not isinstance(args, dict):
         problems.append((path, f"`{name}` takes a mapping of Keras arguments. Received: {args!r}"))
 

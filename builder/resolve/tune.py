@@ -11,8 +11,10 @@ from typing import Any
 
 from blockspec.builder.errors import Problem, did_you_mean, shorten
 from blockspec.builder.load import format_path
-from blockspec.builder.resolve.outputs import CROSSENTROPY
+from blockspec.builder.resolve.checks import is_int
+from blockspec.builder.resolve.outputs import listed_metrics, reported_names
 from blockspec.builder.resolve.train import TrainConfig
+from blockspec.builder.resolve.train_rules import MAX_SEED
 from blockspec.builder.spec import HyperParameter, OutputSpec
 
 TUNE_KEYS = (
@@ -100,9 +102,13 @@ def _check_key(resolver, key: str, value: Any, outputs: list[OutputSpec]) -> Non
     elif key == "factor" and (not _positive(value) or value < 2):
         # Hyperband keeps 1/factor of the trials per round: 1 would never stop.
         resolver.error(path, f"`factor` must be an integer >= 2. Received: factor={value!r}")
-    elif key == "seed" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    elif key == "seed" and (not is_int(value) or value < 0):
         resolver.error(
             path, f"`seed` must be a non-negative integer. Received: seed={shorten(value)}"
+        )
+    elif key == "seed" and value > MAX_SEED:  # the bayesian tuner seeds numpy with it
+        resolver.error(
+            path, f"`seed` must be at most {MAX_SEED} (numpy's range). Received: seed={value}"
         )
     elif key == "objective":
         _check_objective(resolver, value, path, outputs)
@@ -110,6 +116,13 @@ def _check_key(resolver, key: str, value: Any, outputs: list[OutputSpec]) -> Non
 
 def _check_objective(resolver, value: Any, path: tuple, outputs: list[OutputSpec]) -> None:
     if isinstance(value, str):
+        reported = reported_names(outputs)
+        if reported and value not in reported:
+            resolver.error(
+                path,
+                f"no trial reports the objective `{value}`.{did_you_mean(value, reported)} "
+                f"A trial reports {', '.join(reported)}. Received: objective={shorten(value)}",
+            )
         return
     if not isinstance(value, dict):
         resolver.error(
@@ -157,12 +170,7 @@ def _check_reported(resolver, metric: str, output: Any, path: tuple, outputs) ->
     out = next((o for o in outputs if o.name == output), None)
     if out is None:
         return
-    listed = list(out.metrics)
-    if not any(o.metrics for o in outputs):  # training adds `accuracy` to the first head
-        loss = (out.loss or "sparse_categorical_crossentropy").lower()
-        if live and live[0].name == output and loss in CROSSENTROPY:
-            listed = ["accuracy"]
-    known = [*listed, "loss"]
+    known = [*listed_metrics(out, outputs), "loss"]
     if metric not in known:
         resolver.error(
             (*path, "metric"),
