@@ -165,6 +165,20 @@ def test_training_again_is_refused_and_overwrite_clears_only_what_blockspec_wrot
     assert not (run_dir / "checkpoint" / "epoch-2.weights.h5").exists()
 
 
+@pytest.mark.slow
+def test_resume_and_overwrite_together_resume_this_specs_run_and_replace_another(copied, capsys):
+    """What a scheduler that restarts a job can always pass (docs/tutorial.md)."""
+    code, text = run(capsys, "train", "spec.yaml", "--out", "run", "--resume", "--overwrite")
+    assert code == 0, text  # the same spec, finished: nothing left to run, the run is kept
+    assert json.loads((copied / "run" / "metrics.json").read_text())["epochs"] == 2
+    (copied / "spec.yaml").write_text(SPEC.replace("EPOCHS", "1"))
+    code, text = run(capsys, "train", "spec.yaml", "--out", "run", "--resume", "--overwrite")
+    assert code == 0, text  # another spec: replaced
+    assert json.loads((copied / "run" / "metrics.json").read_text())["epochs"] == 1
+    code, text = run(capsys, "train", "spec.yaml", "--out", "fresh", "--resume")
+    assert code == 0 and "Nothing to resume in fresh: starting a fresh run." in text
+
+
 def test_a_run_of_an_older_blockspec_is_named_and_left_alone(work, capsys):
     old = work / "run"
     (old / "checkpoint").mkdir(parents=True)
