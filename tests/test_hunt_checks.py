@@ -315,3 +315,26 @@ def test_tune_refuses_a_folder_that_holds_no_search(tmp_path, capsys, overwrite)
     assert code == 2 and "holds no blockspec search" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["best.yaml", "notes.txt"]
     assert (out / "best.yaml").read_text() == "mine"
+
+
+# With no validation data a `val_` monitor never acts (Keras warns each epoch): refused, by
+# validate where the spec tells (digits, synthetic), else once the data is read.
+def test_a_val_monitor_without_validation_data_is_refused(tmp_path, capsys):
+    import numpy as np
+
+    train = {"early_stopping": True, "data": {"source": "digits", "validation_split": 0}}
+    err = _refused(capsys, ["validate", _spec(tmp_path, train=train)], "train: no epoch reports")
+    assert "(no validation data: `validation_split` is 0)" in err
+    assert "Did you mean `loss`" in err
+    ok = {**train, "early_stopping": {"monitor": "loss"}}
+    assert cli.main(["validate", _spec(tmp_path, train=ok)]) == 0
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 40)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(0, 1, (40, 8, 8, 1)).astype("float32"), y=y)
+    npz = {"source": "npz", "path": str(tmp_path / "d.npz"), "validation_split": 0}
+    spec = _spec(tmp_path, train={"early_stopping": True, "data": npz})
+    assert cli.main(["train", spec, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "train.early_stopping watches `val_loss`, but this run has no validation data" in err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "run").glob("*.keras"))  # stopped before the first epoch

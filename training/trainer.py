@@ -28,7 +28,7 @@ from blockspec.training import data as data_lib
 from blockspec.training import files, run_folder
 from blockspec.training.augment import AugmentError, augment_layers
 from blockspec.training.distributed import custom_fit, make_strategy
-from blockspec.training.errors import RunFolderError, TrainingError
+from blockspec.training.errors import DataError, RunFolderError, TrainingError
 from blockspec.training.export import inference_model
 from blockspec.training.geometry import check_contract, checked_train, image_geometry, train_path
 from blockspec.training.optim import objectives, output_width, plateau_callback
@@ -387,6 +387,7 @@ def _run_info(setup: _Setup) -> dict[str, Any]:
 def _fit(setup, folder, info, callbacks, verbose, initial_epoch, initial_weights, artifacts):
     """Train from where the folder's run stands; record every epoch; export; finish run.json."""
     cfg = setup.cfg
+    _check_watched(setup)
     initial_epoch, history = _restore(setup, folder, initial_epoch, initial_weights)
     info.update(_run_info(setup))
     folder.write_text("spec.yaml", files.yaml_text(setup.resolved.document, sort_keys=False))
@@ -420,6 +421,29 @@ def _fit(setup, folder, info, callbacks, verbose, initial_epoch, initial_weights
     elif recorder.history:
         recorder.write_files()
     return _finish(setup, folder, info, recorder, stopper, trial)
+
+
+def _check_watched(setup: _Setup) -> None:
+    """A `val_` number that early stopping or a plateau schedule watches needs validation data;
+    without it Keras warns every epoch and never acts. Refused before the first epoch (validate
+    refuses it where the spec alone tells: digits and synthetic data with no split)."""
+    if setup.pipes.validation is not None:
+        return
+    cfg, watched = setup.cfg, []
+    if cfg["early_stopping"]:
+        watched.append(("early_stopping", cfg["early_stopping"].get("monitor", "val_loss")))
+    schedule = cfg.get("schedule")
+    if isinstance(schedule, dict) and "reduce_on_plateau" in schedule:
+        plateau = schedule["reduce_on_plateau"] or {}
+        watched.append(("schedule.reduce_on_plateau", plateau.get("monitor", "val_loss")))
+    for where, name in watched:
+        if str(name).startswith("val_"):
+            raise DataError(
+                f"train.{where} watches `{name}`, but this run has no validation data (the "
+                f"source has no validation part and `validation_split` is 0): watch "
+                f"`{str(name)[4:]}` (`monitor: {str(name)[4:]}`), or give the data a "
+                "validation split"
+            )
 
 
 def _run_epochs(setup: _Setup, callback_list, initial_epoch, verbose, trial) -> None:

@@ -275,11 +275,15 @@ def monitor_problems(outputs: list[OutputSpec], config) -> list[tuple[tuple, str
     if config.schedule is not None and config.schedule.name == "reduce_on_plateau":
         path = ("train", "schedule", "reduce_on_plateau", "monitor")
         watched.append((path, config.schedule.args.get("monitor", "val_loss")))
-    reported = reported_names(outputs)
+    reported, why = reported_names(outputs), ""
+    data = config.data
+    if data.source in ("digits", "synthetic") and not data.validation_split:
+        reported = [n for n in reported if not n.startswith("val_")]
+        why = " (no validation data: `validation_split` is 0)"
     return [
         (
             path,
-            f"no epoch reports `{name}`.{did_you_mean(name, reported)} An epoch reports "
+            f"no epoch reports `{name}`{why}.{did_you_mean(name, reported)} An epoch reports "
             f"{', '.join(reported)}. Received: monitor={shorten(name)}",
         )
         for path, name in watched
