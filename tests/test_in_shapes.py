@@ -336,3 +336,17 @@ def test_every_built_in_step_type_has_a_shape_rule():
         if e.kind != "combinator" and e.name not in RULES and "shape" not in e.extra
     ]
     assert len(built_in) > 50 and missing == []
+
+
+def test_after_a_refused_step_in_shapes_are_not_refused_again(tmp_path):
+    """The refused step is the problem: what reads its output's shape says nothing more (it
+    said "a step before it has no shape rule")."""
+    body = """\
+    network:
+      - conv: {filters: -4, kernel: 3}
+      - conv: {filters: "${in_channels * 2}", kernel: 1}
+        repeat: ${in_channels // 4}
+      - dense: $in_channels
+    """
+    text = refused(write(tmp_path, body))
+    assert "1 problem in spec" in text and "`filters` must be positive" in text

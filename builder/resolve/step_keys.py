@@ -13,7 +13,7 @@ from typing import Any
 
 from blockspec.builder import registry
 from blockspec.builder.errors import did_you_mean, shorten
-from blockspec.builder.expr import Unavailable, reference
+from blockspec.builder.expr import SHAPE_NAMES, Unavailable, reference
 from blockspec.builder.lazy import Deferred
 from blockspec.builder.resolve.common import INVALID, NAME_RULE, Scope, is_name
 from blockspec.builder.shape_rules import axis_problem, merged_shape, output_shape, shape_env
@@ -40,7 +40,10 @@ class StepKeysPart:
         return [self.flow]
 
     def shape_names(self, sources: list[str] | None) -> dict[str, Any]:
-        """`in_channels` & co. for a step reading `sources` (the first, for several)."""
+        """`in_channels` & co. for a step reading `sources` (the first, for several); refused
+        values (no second message) after a step that was refused."""
+        if not sources and self.flow is None and getattr(self, "flow_refused", False):
+            return dict.fromkeys(SHAPE_NAMES, INVALID)
         return shape_env(self.input_shapes(sources)[0], Unavailable)
 
     def output_of(self, step: Step, entry, in_shapes: list) -> Any:

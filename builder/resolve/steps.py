@@ -40,6 +40,7 @@ class StepsPart:
         in_shape: Any = None,
     ) -> list[Step]:
         self.flow = in_shape  # what the chain's first step reads (1.1 `in_*`)
+        self.flow_refused = False  # True after a refused step: `in_*` after it is not asked for
         if not isinstance(raw, list):
             self.error(path, f"expected a list of steps. Received: {shorten(raw)}")
             return []
@@ -59,7 +60,10 @@ class StepsPart:
             # A lone combinator in a scope takes the scope's name: `inception_4a_b2_conv`, not
             # `inception_4a_parallel_b2_conv`.
             collapse = len(raw) == 1 and scope.prefix and kind in _COLLAPSIBLE and local == kind
+            before = len(self.problems)
             steps = self.resolve_step(item, (*path, index), scope, env, local, collapse)
+            if len(self.problems) > before:  # refused (and said why): its output is not asked for
+                self.flow, self.flow_refused = None, True
             if not steps and isinstance(local, str) and local not in scope.absent:
                 scope.broken.add(local)
             if not out and first_sources and steps and steps[0].sources is None:
@@ -147,6 +151,7 @@ class StepsPart:
             )
             self.check_axis(step, in_shapes, (*path, type_name))
             self.flow = self.shapes[full] = self.output_of(step, entry, in_shapes)
+            self.flow_refused = False
             steps.append(step)
             scope.names[name] = full
         if steps and not per_rep:
