@@ -44,6 +44,8 @@ def find_spec(name: str, relative_to: Path | None = None) -> Path:
             path = relative_to / path
         if path.is_file():
             return path
+        if path.is_dir():
+            raise FileNotFoundError(f"`{name}` is a folder, not a spec file (looked for {path})")
         raise FileNotFoundError(f"spec file `{name}` not found (looked for {path})")
     for candidate in (
         Path(name),
@@ -52,7 +54,8 @@ def find_spec(name: str, relative_to: Path | None = None) -> Path:
     ):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no zoo spec named `{name}`.{did_you_mean(name, zoo_names())}")
+    folder = " (a folder of that name is here, but a spec is a file)" if Path(name).is_dir() else ""
+    raise FileNotFoundError(f"no zoo spec named `{name}`{folder}.{did_you_mean(name, zoo_names())}")
 
 
 def deep_merge(base: Any, over: Any) -> Any:

@@ -93,6 +93,8 @@ def weights_file(value: str | Path, spec_name: str | None = None, base_dir=None)
     path = Path(text).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder, not a weights file (.keras, .weights.h5, .h5)")
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     return path

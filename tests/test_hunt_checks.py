@@ -338,3 +338,16 @@ def test_a_val_monitor_without_validation_data_is_refused(tmp_path, capsys):
     assert "train.early_stopping watches `val_loss`, but this run has no validation data" in err
     assert "Traceback" not in err
     assert not list((tmp_path / "run").glob("*.keras"))  # stopped before the first epoch
+
+
+def test_a_folder_given_as_a_spec_or_a_weights_file_is_named_a_folder(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets").mkdir()
+    assert cli.main(["validate", "nets"]) == 2
+    assert "a folder of that name is here, but a spec is a file" in capsys.readouterr().err
+    assert cli.main(["validate", "nets/"]) == 2
+    assert "`nets/` is a folder, not a spec file" in capsys.readouterr().err
+    assert cli.main(["build", _spec(tmp_path), "--weights", "nets"]) == 2
+    assert "nets is a folder, not a weights file" in capsys.readouterr().err
