@@ -135,18 +135,25 @@ def _told(key: str, value: Any) -> str:
 def spec_vars(resolved: Any, keys: list[str]) -> dict[str, Any]:
     """The values of vars `keys` of a resolved spec, from its merged document (after `extends`
     and `--set`): a literal as written, a `$name` or `${expression}` evaluated over the other
-    vars. Refuses (WeightsError) a var it cannot evaluate so, such as a search space."""
+    vars, a search space's chosen value. Refuses (WeightsError) any other mapping or list."""
     from blockspec.builder.expr import ExpressionError, evaluate, names_read, reference
 
     document = getattr(resolved, "document", None) or {}
     raw = document.get("vars") if isinstance(document, dict) else None
     raw = raw if isinstance(raw, dict) else {}
+    tuned = {
+        hp.path[len("vars.") :]: hp.value
+        for hp in getattr(resolved, "hyperparameters", None) or ()
+        if hp.path.startswith("vars.")
+    }
 
     def value(key: str, chain: tuple) -> Any:
         if key in chain:
             raise WeightsError(f"vars.{key} reads itself")
         text = raw[key]
         ref = reference(text)
+        if isinstance(text, dict) and key in tuned:  # a search space: the value chosen
+            return tuned[key]
         if ref is None:
             if isinstance(text, (dict, list)):
                 raise WeightsError(

@@ -157,6 +157,12 @@ def test_a_var_written_as_an_expression_is_evaluated(tmp_path, fetched):
     assert source.path.name == "densenet201_weights_tf_dim_ordering_tf_kernels.h5"
 
 
+def test_a_tuned_var_takes_the_value_chosen(fetched):
+    space = {"tune": "choice", "values": [121, 169], "default": 169}
+    (source,) = weights_sources(resolve_spec("densenet", {"vars.depth": space}), "imagenet")
+    assert source.path.name == "densenet169_weights_tf_dim_ordering_tf_kernels.h5"
+
+
 def test_a_spec_with_no_file_is_refused_where_weights_is_written(tmp_path, fetched):
     path = tmp_path / "mn.yaml"
     path.write_text("spec: 1\nextends: mobilenet\nname: mobilenet\nvars: {alpha: 0.3}\n"
