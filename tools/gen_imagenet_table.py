@@ -6,7 +6,7 @@ with `keras.utils.get_file` replaced by a recorder: the file name, URL and hash 
 the ones keras itself would download, and nothing is downloaded. A selection keras refuses (a
 `ValueError`, such as MobileNet alpha 0.3) gets no row.
 
-    python -m blockspec.tools.gen_imagenet_table     # 172 models built: 4 min 17 s on CPU
+    python -m blockspec.tools.gen_imagenet_table     # 172 models built: 4-5 min on CPU
 """
 
 from __future__ import annotations
