@@ -32,12 +32,154 @@ IMAGENET_TABLE = Path(__file__).with_name("imagenet_weights.json")
 IMAGENET = "imagenet"  # `weights: imagenet` (with the classifier), `imagenet_notop` (without)
 
 
-def imagenet_weights(name: str, include_top: bool = True, cache_dir: str | None = None) -> Path:
+@dataclass(frozen=True)
+class ImagenetFile:
+    """One keras.applications ImageNet file: its name in the cache's `models/`, its URL, and the
+    hash keras checks (md5 or sha256; None: keras checks none, as for MobileNet and
+    MobileNetV2)."""
+
+    file_name: str
+    url: str
+    file_hash: str | None
+
+
+def imagenet_file(
+    name: str,
+    spec_vars: dict[str, Any] | None = None,
+    input_shape: tuple | list | None = None,
+    include_top: bool = True,
+) -> ImagenetFile:
+    """Which keras.applications file a zoo spec's ImageNet weights are, chosen as keras chooses.
+
+    `builder/imagenet_weights.json` (written by `tools/gen_imagenet_table.py` from the installed
+    keras) names, per spec, the vars that select the file (`densenet`: `depth`; `mobilenet`:
+    `alpha`, `depth_multiplier` and `rows`, the input's height and width) and each selection's
+    files. Pure Python: reads no file but the table, downloads nothing.
+
+    Args:
+        name: the spec's name (`resnet50`, `densenet`, `mobilenet_v2`, ...).
+        spec_vars: the spec's vars (those the table selects on; a missing one selects nothing).
+        input_shape: the spec's input shape, (height, width, channels), for `rows`.
+        include_top: the file with the 1000-class classifier, or without it.
+
+    Raises:
+        WeightsError: no file for this spec, or for these vars or this input size; the message
+            names what exists.
+    """
+    table = imagenet_table()
+    if name not in table or name.startswith("_"):
+        known = ", ".join(k for k in table if not k.startswith("_"))
+        raise WeightsError(f"no ImageNet weights for `{name}`; they exist for: {known}")
+    entry, spec_vars = table[name], spec_vars or {}
+    chosen = {
+        key: _rows(input_shape) if key == "rows" else spec_vars.get(key, _MISSING)
+        for key in entry["select"]
+    }
+    for row in entry["files"]:
+        if all(_same(row["when"][key], value) for key, value in chosen.items()):
+            return ImagenetFile(*row["top" if include_top else "notop"])
+    received = ", ".join(_told(key, value) for key, value in chosen.items())
+    exist = "; ".join(
+        f"{_key_text(key)} {', '.join(_value_text(key, v) for v in _values(entry, key))}"
+        for key in entry["select"]
+    )
+    raise WeightsError(
+        f"no ImageNet weights for `{name}` with {received}: keras.applications has them for {exist}"
+    )
+
+
+_MISSING = object()
+
+
+def _rows(shape) -> int | None:
+    """The input size keras' MobileNet files are named by: height = width, else None."""
+    if not shape or len(shape) < 2 or shape[0] != shape[1]:
+        return None
+    return shape[0]
+
+
+def _same(want: Any, got: Any) -> bool:
+    if isinstance(want, bool) or isinstance(got, bool):
+        return want is got
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        return float(want) == float(got)
+    return want == got
+
+
+def _values(entry: dict, key: str) -> list:
+    out: list = []
+    for row in entry["files"]:
+        if row["when"][key] not in out:
+            out.append(row["when"][key])
+    return out
+
+
+def _key_text(key: str) -> str:
+    return "input size" if key == "rows" else f"vars.{key}"
+
+
+def _value_text(key: str, value: Any) -> str:
+    return f"{value}x{value}" if key == "rows" else str(value)
+
+
+def _told(key: str, value: Any) -> str:
+    if value is _MISSING:
+        return f"no vars.{key}"
+    if key == "rows":
+        return (
+            "a non-square or unknown input size" if value is None else f"input size {value}x{value}"
+        )
+    return f"vars.{key}={value!r}"
+
+
+def spec_vars(resolved: Any, keys: list[str]) -> dict[str, Any]:
+    """The values of vars `keys` of a resolved spec, from its merged document (after `extends`
+    and `--set`): a literal as written, a `$name` or `${expression}` evaluated over the other
+    vars, a search space's chosen value. Refuses (WeightsError) any other mapping or list."""
+    from blockspec.builder.expr import ExpressionError, evaluate, names_read, reference
+
+    document = getattr(resolved, "document", None) or {}
+    raw = document.get("vars") if isinstance(document, dict) else None
+    raw = raw if isinstance(raw, dict) else {}
+    tuned = {
+        hp.path[len("vars.") :]: hp.value
+        for hp in getattr(resolved, "hyperparameters", None) or ()
+        if hp.path.startswith("vars.")
+    }
+
+    def value(key: str, chain: tuple) -> Any:
+        if key in chain:
+            raise WeightsError(f"vars.{key} reads itself")
+        text = raw[key]
+        ref = reference(text)
+        if isinstance(text, dict) and key in tuned:  # a search space: the value chosen
+            return tuned[key]
+        if ref is None:
+            if isinstance(text, (dict, list)):
+                raise WeightsError(
+                    f"the ImageNet file of `{resolved.name}` depends on vars.{key}, which is not "
+                    f"one value here. Received: vars.{key}={text!r}"
+                )
+            return text
+        if ref[0] == "name":
+            return value(ref[1], (*chain, key)) if ref[1] in raw else text
+        env = {n: value(n, (*chain, key)) for n in names_read(ref[1]) if n in raw}
+        try:
+            return evaluate(ref[1], env)
+        except ExpressionError as e:
+            raise WeightsError(f"vars.{key}: {e}") from e
+
+    return {key: value(key, ()) for key in keys if key in raw}
+
+
+def imagenet_weights(spec: Any, include_top: bool = True, cache_dir: str | None = None) -> Path:
     """keras.applications' ImageNet weights file for a zoo spec, from the Keras cache, downloaded
     (hash checked) when it is not there yet.
 
     Args:
-        name: a zoo spec built as a keras.applications model (`resnet50`, `vgg16`, ...).
+        spec: a `ResolvedSpec` built as a keras.applications model (its name, vars and input
+            shape choose the file: `densenet` with `vars.depth: 169` is DenseNet169's), or a
+            zoo name (its default vars).
         include_top: the file with the ImageNet classifier (1000 classes), or without.
         cache_dir: the Keras cache (default `~/.keras`, or `KERAS_HOME`); files go to `models/`.
 
@@ -45,18 +187,30 @@ def imagenet_weights(name: str, include_top: bool = True, cache_dir: str | None 
         The file's path.
 
     Raises:
-        WeightsError: no such file for `name`, or it is not cached and cannot be downloaded.
+        WeightsError: no such file for this spec or selection, or it is not cached and cannot be
+            downloaded.
     """
-    table = json.loads(IMAGENET_TABLE.read_text(encoding="utf-8"))
-    if name not in table or name.startswith("_"):
-        known = ", ".join(k for k in table if not k.startswith("_"))
-        raise WeightsError(f"no ImageNet weights for `{name}`; they exist for: {known}")
-    entry = table[name]
-    file_name, md5 = entry["top" if include_top else "notop"]
-    return fetch_file(file_name, entry["base"] + file_name, md5, cache_dir)
+    name = spec if isinstance(spec, str) else spec.name
+    entry = {} if name.startswith("_") else imagenet_table().get(name) or {}
+    if isinstance(spec, str) and entry.get("select"):  # a zoo name: its default vars choose
+        from blockspec.builder.resolve import resolve_spec
+
+        spec = resolve_spec(spec)
+    if isinstance(spec, str):
+        chosen = imagenet_file(spec, include_top=include_top)
+    else:
+        keys = [k for k in entry.get("select", []) if k != "rows"]
+        shape = spec.inputs[0].shape if len(spec.inputs) == 1 else None
+        chosen = imagenet_file(spec.name, spec_vars(spec, keys), shape, include_top)
+    return fetch_file(chosen.file_name, chosen.url, chosen.file_hash, cache_dir)
 
 
-def fetch_file(file_name: str, url: str, md5: str, cache_dir: str | None = None) -> Path:
+def imagenet_table() -> dict[str, Any]:
+    """`builder/imagenet_weights.json`: spec name -> {select, files} (`_about` says more)."""
+    return json.loads(IMAGENET_TABLE.read_text(encoding="utf-8"))
+
+
+def fetch_file(file_name: str, url: str, md5: str | None, cache_dir: str | None = None) -> Path:
     """`keras.utils.get_file` into the cache's `models/`, with an offline message that says
     where to put the file by hand."""
     import keras
@@ -82,14 +236,15 @@ def keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path("~/.keras")).expanduser()
 
 
-def weights_file(value: str | Path, spec_name: str | None = None, base_dir=None) -> Path:
+def weights_file(value: str | Path, spec: Any = None, base_dir=None) -> Path:
     """The file a `weights:` value names: `imagenet` / `imagenet_notop` (keras.applications'
-    files for the spec `spec_name`), else a path (relative to `base_dir` when given)."""
+    file for `spec`, a `ResolvedSpec` or a zoo name: see `imagenet_weights`), else a path
+    (relative to `base_dir` when given)."""
     text = str(value)
     if text in (IMAGENET, f"{IMAGENET}_notop"):
-        if not spec_name:
+        if not spec:
             raise WeightsError(f"`weights: {text}` needs a zoo spec name")
-        return imagenet_weights(spec_name, include_top=text == IMAGENET)
+        return imagenet_weights(spec, include_top=text == IMAGENET)
     path = Path(text).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
@@ -98,6 +253,15 @@ def weights_file(value: str | Path, spec_name: str | None = None, base_dir=None)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     return path
+
+
+def backbone_spec(step: Any) -> Any:
+    """The spec a `backbone` step inlines, resolved with the step's `vars` (its name, vars and
+    input choose its ImageNet file); its `spec` is a zoo name or an absolute path by now."""
+    from blockspec.builder.resolve import resolve_spec
+
+    given = step.args.get("vars") or {}
+    return resolve_spec(step.args["spec"], {f"vars.{k}": v for k, v in given.items()})
 
 
 def build_with_weights(
@@ -171,12 +335,14 @@ def weights_sources(
     for step in walk(resolved.network):
         if step.type == "backbone" and step.args.get("weights"):
             with _located(f"{step.path}.weights", step.mark):
-                out.append(WeightsSource(weights_file(step.args["weights"]), strict, step.name))
+                value = step.args["weights"]
+                spec = backbone_spec(step) if str(value).startswith(IMAGENET) else None
+                out.append(WeightsSource(weights_file(value, spec), strict, step.name))
     if override is not None:  # `--weights`: the user's own argument, not written in the spec
-        out.append(WeightsSource(weights_file(override, resolved.name), strict))
+        out.append(WeightsSource(weights_file(override, resolved), strict))
     elif resolved.weights is not None:
         with _located("weights", getattr(resolved, "weights_mark", None)):
-            out.append(WeightsSource(weights_file(resolved.weights, resolved.name), strict))
+            out.append(WeightsSource(weights_file(resolved.weights, resolved), strict))
     return out
 
 

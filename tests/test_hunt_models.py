@@ -190,7 +190,8 @@ def test_imagenet_without_a_cache_folder_says_where_to_put_the_file(tmp_path, mo
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     monkeypatch.setattr(spec_weights, "IMAGENET_TABLE", tmp_path / "table.json")
     (tmp_path / "table.json").write_text(
-        '{"net": {"base": "http://127.0.0.1:9/", "top": ["net.h5", "' + "0" * 32 + '"]}}'
+        '{"net": {"select": [], "files": [{"when": {}, "top": '
+        '["net.h5", "http://127.0.0.1:9/net.h5", "' + "0" * 32 + '"]}]}}'
     )
     with pytest.raises(WeightsError) as info:
         spec_weights.imagenet_weights("net")
