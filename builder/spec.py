@@ -102,6 +102,8 @@ class ResolvedSpec:
             the folder of the file that wrote it, or `imagenet`/`imagenet_notop`); None.
         weights_strict: (1.1) refuse weights that do not all load.
         weights_mark: where `weights:` is written (a missing file is refused there at build).
+        vars: the vars' values, evaluated (what `$name` reads; `weights: imagenet` chooses
+            keras.applications' file by them).
     """
 
     name: str
@@ -122,6 +124,7 @@ class ResolvedSpec:
     weights: str | None = None
     weights_strict: bool = False
     weights_mark: Mark | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
 
     def output(self, name: str) -> OutputSpec:
         for out in self.outputs:

@@ -133,43 +133,10 @@ def _told(key: str, value: Any) -> str:
 
 
 def spec_vars(resolved: Any, keys: list[str]) -> dict[str, Any]:
-    """The values of vars `keys` of a resolved spec, from its merged document (after `extends`
-    and `--set`): a literal as written, a `$name` or `${expression}` evaluated over the other
-    vars, a search space's chosen value. Refuses (WeightsError) any other mapping or list."""
-    from blockspec.builder.expr import ExpressionError, evaluate, names_read, reference
-
-    document = getattr(resolved, "document", None) or {}
-    raw = document.get("vars") if isinstance(document, dict) else None
-    raw = raw if isinstance(raw, dict) else {}
-    tuned = {
-        hp.path[len("vars.") :]: hp.value
-        for hp in getattr(resolved, "hyperparameters", None) or ()
-        if hp.path.startswith("vars.")
-    }
-
-    def value(key: str, chain: tuple) -> Any:
-        if key in chain:
-            raise WeightsError(f"vars.{key} reads itself")
-        text = raw[key]
-        ref = reference(text)
-        if isinstance(text, dict) and key in tuned:  # a search space: the value chosen
-            return tuned[key]
-        if ref is None:
-            if isinstance(text, (dict, list)):
-                raise WeightsError(
-                    f"the ImageNet file of `{resolved.name}` depends on vars.{key}, which is not "
-                    f"one value here. Received: vars.{key}={text!r}"
-                )
-            return text
-        if ref[0] == "name":
-            return value(ref[1], (*chain, key)) if ref[1] in raw else text
-        env = {n: value(n, (*chain, key)) for n in names_read(ref[1]) if n in raw}
-        try:
-            return evaluate(ref[1], env)
-        except ExpressionError as e:
-            raise WeightsError(f"vars.{key}: {e}") from e
-
-    return {key: value(key, ()) for key in keys if key in raw}
+    """The values of vars `keys` as the resolver computed them (expressions evaluated, a search
+    space at its chosen value); a var the spec does not have is left out."""
+    values = getattr(resolved, "vars", None) or {}
+    return {key: values[key] for key in keys if key in values}
 
 
 def imagenet_weights(spec: Any, include_top: bool = True, cache_dir: str | None = None) -> Path:

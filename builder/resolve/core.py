@@ -210,6 +210,7 @@ class Resolver(BlocksPart, StepsPart, StepKeysPart, OutputsPart):
             weights=weights,
             weights_strict=weights_strict,
             weights_mark=self.doc.mark(("weights",)) if weights is not None else None,
+            vars=dict(self.vars),
             name=name,
             description=description,
             inputs=inputs,
