@@ -204,7 +204,7 @@ def test_50_megabyte_file_passes_with_a_raised_limit_up_to_the_node_limit(tmp_pa
 def test_directory_and_fifo_are_not_spec_files(tmp_path):
     folder = tmp_path / "folder.yaml"
     folder.mkdir()
-    with pytest.raises(SpecError, match="not found"):
+    with pytest.raises(SpecError, match="is a folder, not a spec file"):
         resolve_spec(str(folder))
     if hasattr(os, "mkfifo"):  # reading a FIFO would block forever
         fifo = tmp_path / "pipe.yaml"
