@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -107,12 +108,18 @@ def contains_deferred(value: Any) -> bool:
     return False
 
 
+def map_deferred(value: Any, fn: Callable[[Deferred], Any]) -> Any:
+    """`value` (a list or mapping of arguments) with each `Deferred` inside it replaced by
+    `fn(deferred)`; the rest as it is."""
+    if isinstance(value, Deferred):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: map_deferred(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_deferred(v, fn) for v in value]
+    return value
+
+
 def settle_all(value: Any, shape: tuple | None, settled: dict[int, Any]) -> Any:
     """`value` with every `Deferred` inside it evaluated (see `Deferred.settle`)."""
-    if isinstance(value, Deferred):
-        return value.settle(shape, settled)
-    if isinstance(value, dict):
-        return {k: settle_all(v, shape, settled) for k, v in value.items()}
-    if isinstance(value, list):
-        return [settle_all(v, shape, settled) for v in value]
-    return value
+    return map_deferred(value, lambda deferred: deferred.settle(shape, settled))

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from blockspec.builder import registry
-from blockspec.builder.lazy import Deferred
+from blockspec.builder.lazy import Deferred, map_deferred
 from blockspec.builder.spec import ResolvedSpec, Step
 from blockspec.views import spaces
 from blockspec.views.render import render
@@ -229,19 +229,8 @@ def _brief(step: Step) -> str:
     return f"{kind} {_flow(args)}" if args else kind
 
 
-def _written(value: Any) -> Any:
-    """`value` with each `in_*` expression `validate` left for the build as its text."""
-    if isinstance(value, Deferred):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _written(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_written(v) for v in value]
-    return value
-
-
 def _flow(value: Any) -> str:
-    value = _written(value)
+    value = map_deferred(value, repr)  # an `in_*` expression left for the build: as written
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False)
     return text.strip().removesuffix("...").strip()
 

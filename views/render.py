@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from blockspec.builder import registry
-from blockspec.builder.lazy import Deferred, contains_deferred
+from blockspec.builder.lazy import contains_deferred, map_deferred
 from blockspec.builder.spec import ResolvedSpec, Step, walk
 
 
@@ -28,13 +28,7 @@ def _local(step: Step, prefix: str) -> str | None:
 
 def _values(value: Any, settled: dict[int, Any]) -> Any:
     """`value` with each deferred `in_*` expression replaced by what it was when built."""
-    if isinstance(value, Deferred):
-        return settled[id(value)]
-    if isinstance(value, dict):
-        return {k: _values(v, settled) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_values(v, settled) for v in value]
-    return value
+    return map_deferred(value, lambda deferred: settled[id(deferred)])
 
 
 def _step(step: Step, scopes: tuple[str, ...], settled: dict[int, Any]) -> dict[str, Any]:
