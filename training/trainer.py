@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from blockspec.builder.compile import dtype_policy
 from blockspec.builder.errors import Problem, SpecError
+from blockspec.builder.resolve.outputs import watched_monitors
 from blockspec.builder.spec import ResolvedSpec
 from blockspec.errors import Terminated
 from blockspec.training import callbacks as run_callbacks
@@ -427,19 +428,13 @@ def _check_watched(setup: _Setup) -> None:
     """A `val_` number that early stopping or a plateau schedule watches needs validation data;
     without it Keras warns every epoch and never acts. Refused before the first epoch (validate
     refuses it where the spec alone tells: digits and synthetic data with no split)."""
-    if setup.pipes.validation is not None:
+    config = setup.resolved.train_config
+    if setup.pipes.validation is not None or config is None:
         return
-    cfg, watched = setup.cfg, []
-    if cfg["early_stopping"]:
-        watched.append(("early_stopping", cfg["early_stopping"].get("monitor", "val_loss")))
-    schedule = cfg.get("schedule")
-    if isinstance(schedule, dict) and "reduce_on_plateau" in schedule:
-        plateau = schedule["reduce_on_plateau"] or {}
-        watched.append(("schedule.reduce_on_plateau", plateau.get("monitor", "val_loss")))
-    for where, name in watched:
+    for key, _, name in watched_monitors(config):
         if str(name).startswith("val_"):
             raise DataError(
-                f"train.{where} watches `{name}`, but this run has no validation data (the "
+                f"train.{key} watches `{name}`, but this run has no validation data (the "
                 f"source has no validation part and `validation_split` is 0): watch "
                 f"`{str(name)[4:]}` (`monitor: {str(name)[4:]}`), or give the data a "
                 "validation split"

@@ -263,18 +263,26 @@ def listed_metrics(out: OutputSpec, outputs: list[OutputSpec]) -> list[str]:
     return []
 
 
-def monitor_problems(outputs: list[OutputSpec], config) -> list[tuple[tuple, str]]:
-    """(path, message) of an early-stopping or reduce-on-plateau `monitor` no epoch reports
-    (Keras cannot tell whether to maximise `val_acc`, and stopped the run at its start)."""
+def watched_monitors(config) -> list[tuple[str, tuple, str]]:
+    """What early stopping and a `reduce_on_plateau` schedule watch: (the key, where the monitor
+    is written, its name). `validate` checks the names; training, that the data has them."""
     watched = []
     stopping = config.early_stopping
     if stopping is not None:
         raw = config.raw.get("early_stopping")
         path = ("train", "early_stopping", "monitor") if isinstance(raw, dict) else ("train",)
-        watched.append((path, stopping.monitor))
+        watched.append(("early_stopping", path, stopping.monitor))
     if config.schedule is not None and config.schedule.name == "reduce_on_plateau":
         path = ("train", "schedule", "reduce_on_plateau", "monitor")
-        watched.append((path, config.schedule.args.get("monitor", "val_loss")))
+        key = "schedule.reduce_on_plateau"
+        watched.append((key, path, config.schedule.args.get("monitor", "val_loss")))
+    return watched
+
+
+def monitor_problems(outputs: list[OutputSpec], config) -> list[tuple[tuple, str]]:
+    """(path, message) of an early-stopping or reduce-on-plateau `monitor` no epoch reports
+    (Keras cannot tell whether to maximise `val_acc`, and stopped the run at its start)."""
+    watched = [(path, name) for _, path, name in watched_monitors(config)]
     reported, why = reported_names(outputs), ""
     data = config.data
     if data.source in ("digits", "synthetic") and not data.validation_split:
