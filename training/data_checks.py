@@ -120,8 +120,9 @@ def check_labels(path: Path, key: str, y: np.ndarray, classes: int | None) -> np
     if y.ndim == 0:
         raise DataError(f"{where} is a single value, not one label per example. Received: shape=()")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot: each row one 1 among 0s
-        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
-            row = int(np.argmax(~np.isin(y, (0, 1)).all(axis=1) | (y.sum(axis=1) != 1)))
+        not_one_hot = ~np.isin(y, (0, 1)).all(axis=1) | (y.sum(axis=1) != 1)
+        if not_one_hot.any():
+            row = int(np.argmax(not_one_hot))
             raise DataError(
                 f"{where} has {y.shape[1]} columns that are not one-hot rows (one 1 among 0s), "
                 f"e.g. row {row}: {excerpt(y[row].tolist())}; give one class id per example "
