@@ -91,6 +91,12 @@ def _excerpt(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def some_names(names: list[str], shown: int = 5) -> str:
+    """The first `shown` of `names`, sorted, then `...` for the rest: what a folder holds."""
+    names = sorted(names)
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def _older_run(path: Path) -> bool:
     """A run folder blockspec 0.1 wrote: `run.json` with a status, `spec.yaml`, no manifest."""
     try:
@@ -219,10 +225,9 @@ class RunFolder:
                     "another --out, or move the old run away."
                 )
             if others:
-                shown = ", ".join(sorted(others)[:5]) + (", ..." if len(others) > 5 else "")
                 raise RunFolderError(
                     f"{self.path} is not empty and holds no blockspec run (no {MANIFEST_FILE}; "
-                    f"it has {shown}). blockspec writes a run only into a new or empty folder, "
+                    f"it has {some_names(others)}). blockspec writes a run only into a new or empty folder, "
                     "and never deletes files it did not write: choose another --out."
                 )
         self.manifest = {

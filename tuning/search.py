@@ -46,7 +46,7 @@ from blockspec.training.callbacks import best_mode
 from blockspec.training.config import with_defaults
 from blockspec.training.errors import RunFolderError
 from blockspec.training.optim import CROSSENTROPY, SPARSE_METRICS
-from blockspec.training.run_folder import LOCK_FILE, RunFolder, run_dir_for
+from blockspec.training.run_folder import LOCK_FILE, RunFolder, run_dir_for, some_names
 from blockspec.tuning.hypermodel import SpecHyperModel
 from blockspec.tuning.records import SearchFiles, TrialTable, _fmt, best_trial, failure_reason
 from blockspec.tuning.roles import Role, quiet_conditions, serve_oracle
@@ -535,12 +535,11 @@ def _prepare_folder(out: Path, document, overwrite: bool) -> None:
     a folder that holds other files than a search's (a train run, `--out .`)."""
     if out.is_dir() and not (out / STATE_FILE).is_file():
         ours = {PROJECT, STATE_FILE, LOCK_FILE, *OUTPUTS}
-        others = sorted(p.name for p in out.iterdir() if p.name not in ours)
+        others = [p.name for p in out.iterdir() if p.name not in ours]
         if others:
-            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
             raise RunFolderError(
                 f"{out} is not empty and holds no blockspec search (no {STATE_FILE}; it has "
-                f"{shown}). A search writes only into a new or empty folder, or its own: "
+                f"{some_names(others)}). A search writes only into a new or empty folder, or its own: "
                 "choose another --out."
             )
     if overwrite:
