@@ -264,16 +264,8 @@ def _check_optimizer_ranges(problems, name: str, args: dict, prefix: str) -> Non
     """The bounds Keras' optimizer classes check when they are made, checked here first."""
     for key, arg in args.items():
         bounds = OPTIMIZER_ARG_RANGES.get((name, key)) or OPTIMIZER_ARG_RANGES.get(("*", key))
-        if bounds is None or not is_number(arg):
-            continue
-        low, high = bounds
-        if (low is not None and arg < low) or (high is not None and arg > high):
-            span = (
-                f"from {low:g} to {high:g}"
-                if None not in bounds
-                else (f"at least {low:g}" if low is not None else f"at most {high:g}")
-            )
-            problems.append((f"{prefix}.{key}", f"`{key}` must be {span}. Received: {key}={arg!r}"))
+        if bounds is not None and is_number(arg):  # not a number: refused above
+            number(problems, args, key, prefix, low=bounds[0], high=bounds[1])
     steps = args.get("gradient_accumulation_steps")
     if steps not in (None, 0) and not (is_int(steps) and steps >= 2):
         problems.append(
