@@ -351,3 +351,28 @@ def test_a_folder_given_as_a_spec_or_a_weights_file_is_named_a_folder(
     assert "`nets/` is a folder, not a spec file" in capsys.readouterr().err
     assert cli.main(["build", _spec(tmp_path), "--weights", "nets"]) == 2
     assert "nets is a folder, not a weights file" in capsys.readouterr().err
+
+
+def test_validate_and_training_agree_on_which_output_reports_accuracy(tmp_path, capsys):
+    """With no metrics listed, training gives `accuracy` to the first live crossentropy output,
+    here the second; validate used to look only at the first output and refused its name."""
+    from blockspec import build_model
+    from blockspec.builder.resolve import resolve_spec
+    from blockspec.training.optim import objectives
+
+    doc = {
+        **BASE,
+        "network": [
+            {"flatten": {}, "name": "f"},
+            {"dense": 1, "name": "a"},
+            {"dense": 10, "from": "f", "name": "b"},
+        ],
+        "outputs": {"a": {"loss": "mse"}, "b": {"activation": "softmax"}},
+        "train": {**BASE["train"], "early_stopping": {"monitor": "val_b_accuracy"}},
+    }
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+    model = build_model(str(path))
+    compiled = objectives(resolve_spec(str(path)).outputs, model)
+    assert compiled.metrics == {"a": [], "b": ["accuracy"]}

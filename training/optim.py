@@ -9,7 +9,8 @@ from typing import Any
 import keras
 from keras import ops
 
-CROSSENTROPY = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+from blockspec.builder.resolve.outputs import CROSSENTROPY, listed_metrics
+
 # Names in `metrics` that need integer labels, and their one-hot twins (label smoothing one-hots).
 SPARSE_METRICS = {
     "sparse_categorical_accuracy": "categorical_accuracy",
@@ -190,7 +191,8 @@ def objectives(outputs, model: keras.Model, label_smoothing: float = 0.0) -> Obj
 
     Outputs without `loss` get sparse categorical crossentropy; `from_logits` is set when the
     output has no activation. Label smoothing turns crossentropy targets one-hot. When no output
-    lists metrics, the first output that is not `train_only` reports `accuracy`.
+    lists metrics, the first output that is not `train_only` and has a crossentropy loss reports
+    `accuracy` (`listed_metrics`, which `validate` reads too).
 
     Args:
         outputs: the spec's `OutputSpec`s.
@@ -198,7 +200,6 @@ def objectives(outputs, model: keras.Model, label_smoothing: float = 0.0) -> Obj
         label_smoothing: `train.label_smoothing`.
     """
     loss, weights, metrics, one_hot = {}, {}, {}, {}
-    default_metrics = not any(o.metrics for o in outputs)
     for out in outputs:
         from_logits = out.activation in (None, "linear")
         spec_loss = out.loss or "sparse_categorical_crossentropy"
@@ -219,9 +220,7 @@ def objectives(outputs, model: keras.Model, label_smoothing: float = 0.0) -> Obj
             fn = keras.losses.get(spec_loss)
         loss[out.name] = fn
         weights[out.name] = float(out.loss_weight)
-        names = list(out.metrics)
-        if default_metrics and not out.train_only and key in CROSSENTROPY:
-            names, default_metrics = ["accuracy"], False
+        names = listed_metrics(out, outputs)
         if out.name in one_hot:
             names = [SPARSE_METRICS.get(m, m) if isinstance(m, str) else m for m in names]
         metrics[out.name] = names

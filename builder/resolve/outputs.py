@@ -253,14 +253,18 @@ def reported_names(outputs: list[OutputSpec]) -> list[str]:
 
 
 def listed_metrics(out: OutputSpec, outputs: list[OutputSpec]) -> list[str]:
-    """The metrics training compiles for `out`: its own, or `accuracy` on the first head."""
+    """The metrics training compiles for `out` (`training.optim.objectives` asks here): its
+    own; when no output lists any, `accuracy` on the first output that is not train-only and
+    has a crossentropy loss (the default loss is one)."""
     if any(o.metrics for o in outputs):
         return list(out.metrics)
-    live = [o for o in outputs if not o.train_only]
-    loss = out.loss or "sparse_categorical_crossentropy"
-    if live and live[0].name == out.name and isinstance(loss, str) and loss.lower() in CROSSENTROPY:
-        return ["accuracy"]
-    return []
+    first = next((o for o in outputs if not o.train_only and _crossentropy(o.loss)), None)
+    return ["accuracy"] if first is not None and first.name == out.name else []
+
+
+def _crossentropy(loss: Any) -> bool:
+    loss = "sparse_categorical_crossentropy" if loss is None else loss  # training's default
+    return isinstance(loss, str) and loss.lower() in CROSSENTROPY
 
 
 def watched_monitors(config) -> list[tuple[str, tuple, str]]:
