@@ -37,6 +37,7 @@ from rich.console import Console
 from blockspec.builder.errors import Problem, SpecError
 from blockspec.builder.load import DEFAULT_LIMITS, Limits, load_document
 from blockspec.builder.resolve import resolve_spec
+from blockspec.builder.resolve.outputs import listed_metrics
 from blockspec.builder.resolve.train import TrainConfig
 from blockspec.builder.resolve.tune import TuneConfig, searchable_problems
 from blockspec.builder.spec import ResolvedSpec
@@ -121,11 +122,7 @@ def _metric_name(resolved: ResolvedSpec, output: str, metric: str) -> str:
             )
         ) from None
     loss = (out.loss or "sparse_categorical_crossentropy").lower()
-    listed = [m for m in out.metrics if isinstance(m, str)]
-    if not any(o.metrics for o in resolved.outputs):  # training adds `accuracy` to the first head
-        first = next((o for o in resolved.outputs if not o.train_only), None)
-        if first is not None and first.name == output and loss in CROSSENTROPY:
-            listed = ["accuracy"]
+    listed = [m for m in listed_metrics(out, resolved.outputs) if isinstance(m, str)]
     known = [*listed, "loss"]
     if all(isinstance(m, str) for m in out.metrics) and metric not in known:
         raise SpecError(
